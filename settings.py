@@ -1,0 +1,268 @@
+"""The controller's configuration: one frozen Settings record, built once from the command line.
+
+Flag names and defaults are the upstream controller's (see shared/reference/lbc-features.md §9.1) where they
+apply, so a user's Helm values or manifests carry over. Every field is documented next to its flag; nothing else
+in the code reads flags or the environment for configuration, except the AWS SDK's own standard variables
+(`AWS_ENDPOINT_URL`, credentials, IRSA), which boto3 reads itself.
+
+A missing or invalid flag raises `SettingsError` with one line saying which flag and why; the CLI prints it and
+exits with status 2 before anything starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from model.throttle import DEFAULT_THROTTLE_RULES, ThrottleRule, parse_throttle_spec
+
+#: Feature gates known to upstream (§9.2) with their code defaults. Unknown keys are a start-up error.
+FEATURE_GATE_DEFAULTS: dict[str, bool] = {
+    "ListenerRulesTagging": True,
+    "WeightedTargetGroups": True,
+    "ServiceTypeLoadBalancerOnly": False,
+    "EndpointsFailOpen": True,
+    "EnableServiceController": True,
+    "EnableIPTargetType": True,
+    "EnableTCPUDPListener": False,
+    "EnableRGTAPI": False,
+    "SubnetsClusterTagCheck": True,
+    "NLBHealthCheckAdvancedConfig": True,
+    "NLBSecurityGroup": True,
+    "ALBSingleSubnet": False,
+    "LBCapacityReservation": True,
+    "SubnetDiscoveryByReachability": True,
+    "NLBGatewayAPI": True,
+    "ALBGatewayAPI": True,
+    "GatewayListenerSet": True,
+    "GlobalAcceleratorController": False,
+    "EnhancedDefaultBehavior": False,
+    "EnableDefaultTagsLowPriority": False,
+    "ALBTargetControlAgent": False,
+    "EnableCertificateManagement": False,
+    "IngressPlanAnnotation": False,
+}
+
+_CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)(h|ms|m|s))+$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+class SettingsError(ValueError):
+    """A flag is missing or invalid; the message is one line naming the flag."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the controller is configured with. Immutable; passed to whoever needs a part of it."""
+
+    #: --cluster-name: the cluster's name, written into the `elbv2.k8s.aws/cluster` tag and used for subnet and
+    #: security-group discovery. Required.
+    cluster_name: str
+    #: --aws-region: AWS region (upstream reads IMDS when absent; we also accept AWS_REGION/AWS_DEFAULT_REGION).
+    aws_region: str = "us-west-2"
+    #: --aws-vpc-id: the cluster's VPC; discovered from the nodes' instances when empty.
+    aws_vpc_id: str = ""
+    #: --aws-api-throttle: client-side token buckets (upstream defaults, replaced per service ID mentioned).
+    aws_api_throttle: tuple[ThrottleRule, ...] = DEFAULT_THROTTLE_RULES
+    #: --aws-max-retries: attempts for a retryable AWS error (throttling, 5xx, timeouts).
+    aws_max_retries: int = 10
+    #: --aws-max-in-flight: AWS calls the gateway runs at once (ours; upstream has no equivalent).
+    aws_max_in_flight: int = 8
+    #: --ingress-class: the class name handled through the legacy `kubernetes.io/ingress.class` annotation.
+    ingress_class: str = "alb"
+    #: --default-target-type: `instance` or `ip`.
+    default_target_type: str = "instance"
+    #: --default-load-balancer-scheme: `internal` or `internet-facing`.
+    default_load_balancer_scheme: str = "internal"
+    #: --default-ssl-policy: listener SSL policy when the Ingress names none.
+    default_ssl_policy: str = "ELBSecurityPolicy-2016-08"
+    #: --default-tags: tags put on every AWS resource we create.
+    default_tags: tuple[tuple[str, str], ...] = ()
+    #: --watch-namespace: watch only this namespace (empty: all).
+    watch_namespace: str = ""
+    #: --sync-period: every object is reconciled again at least this often (seconds).
+    sync_period: float = 10 * 3600.0
+    #: --feature-gates: upstream's gates, defaults overridden by `Key=bool,...`.
+    feature_gates: tuple[tuple[str, bool], ...] = tuple(sorted(FEATURE_GATE_DEFAULTS.items()))
+    #: --enable-leader-election / --leader-election-id / --leader-election-namespace.
+    enable_leader_election: bool = True
+    leader_election_id: str = "aws-load-balancer-controller-leader"
+    leader_election_namespace: str = "kube-system"
+    #: --metrics-bind-addr: Prometheus `/metrics` (also served on the debug address).
+    metrics_bind_addr: str = ":8080"
+    #: --health-probe-bind-addr: `/healthz` and `/readyz`.
+    health_probe_bind_addr: str = ":61779"
+    #: --webhook-bind-port / --webhook-addr / --webhook-cert-dir: the HTTPS admission webhook server.
+    webhook_bind_port: int = 9443
+    webhook_addr: str = ""
+    webhook_cert_dir: str = "/tmp/k8s-webhook-server/serving-certs"
+    #: --log-level: `debug`, `info`, `warning` or `error`.
+    log_level: str = "info"
+    #: --kubeconfig: path of a kubeconfig; empty means in-cluster, then the default kubeconfig.
+    kubeconfig: str = ""
+    #: --debug-addr: the debug HTTP server (actors, metrics, health); loopback unless told otherwise.
+    debug_addr: str = "127.0.0.1:8099"
+    #: Reconcile backoff after temporary errors (seconds, one entry per consecutive failure, last one repeats).
+    reconcile_backoff: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+    #: Ceiling on the number of actors the supervisor spawns (each is a thread; see test-infra.md §C).
+    max_actors: int = 10_000
+    #: Anything else, e.g. flags of later features, as (name, value) pairs.
+    extra: tuple[tuple[str, Any], ...] = field(default=())
+
+    def feature(self, name: str) -> bool:
+        """Whether the feature gate `name` is on."""
+        return dict(self.feature_gates)[name]
+
+
+def parse_duration(text: str) -> float:
+    """A Go-style duration (`10h`, `1m30s`, `500ms`) or plain seconds, as seconds."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if not _DURATION.match(text):
+        raise ValueError(f"invalid duration {text!r} (expected e.g. 10h, 1m30s, 500ms)")
+    return sum(float(num) * _UNIT_SECONDS[unit] for num, unit in _DURATION_PART.findall(text))
+
+
+def parse_string_map(text: str) -> tuple[tuple[str, str], ...]:
+    """Upstream's stringMap flag format: `k1=v1,k2=v2`."""
+    pairs: list[tuple[str, str]] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"invalid key=value pair {part!r}")
+        pairs.append((key.strip(), value.strip()))
+    return tuple(pairs)
+
+
+def parse_feature_gates(text: str) -> tuple[tuple[str, bool], ...]:
+    """`Key=true,Other=false` over upstream's defaults; an unknown key is an error."""
+    gates = dict(FEATURE_GATE_DEFAULTS)
+    for key, value in parse_string_map(text):
+        if key not in gates:
+            raise ValueError(f"unknown feature gate {key!r}")
+        if value.lower() not in ("true", "false"):
+            raise ValueError(f"feature gate {key} wants true or false, not {value!r}")
+        gates[key] = value.lower() == "true"
+    return tuple(sorted(gates.items()))
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
+
+
+def add_controller_flags(parser: argparse.ArgumentParser) -> None:
+    """Declare the controller's flags (upstream names) on `parser`."""
+    d = Settings(cluster_name="-")
+    add = parser.add_argument
+    add("--cluster-name", default="", help="the cluster's name, used in tags and discovery (required)")
+    add(
+        "--aws-region",
+        default="",
+        help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION, else us-west-2)",
+    )
+    add("--aws-vpc-id", default=d.aws_vpc_id, help="the cluster's VPC id (default: discovered)")
+    add(
+        "--aws-api-throttle",
+        default="",
+        help="client-side AWS throttles, `serviceID:operationRegex=rate:burst,...` (replaces the defaults of "
+        "each service it names)",
+    )
+    add("--aws-max-retries", type=int, default=d.aws_max_retries, help="attempts for retryable AWS errors")
+    add("--aws-max-in-flight", type=int, default=d.aws_max_in_flight, help="AWS calls in flight at once")
+    add("--ingress-class", default=d.ingress_class, help="class handled via kubernetes.io/ingress.class")
+    add("--default-target-type", default=d.default_target_type, choices=["instance", "ip"])
+    add(
+        "--default-load-balancer-scheme",
+        default=d.default_load_balancer_scheme,
+        choices=["internal", "internet-facing"],
+    )
+    add("--default-ssl-policy", default=d.default_ssl_policy)
+    add("--default-tags", default="", help="tags for every AWS resource created, `k1=v1,k2=v2`")
+    add("--watch-namespace", default="", help="watch only this namespace (default: all)")
+    add("--sync-period", default="10h", help="periodic re-reconcile of everything (Go duration, default 10h)")
+    add("--feature-gates", default="", help="`Gate=true,Other=false` over upstream's defaults")
+    add("--enable-leader-election", type=_bool, default=d.enable_leader_election, metavar="BOOL")
+    add("--leader-election-id", default=d.leader_election_id)
+    add("--leader-election-namespace", default=d.leader_election_namespace)
+    add("--metrics-bind-addr", default=d.metrics_bind_addr)
+    add("--health-probe-bind-addr", default=d.health_probe_bind_addr)
+    add("--webhook-bind-port", type=int, default=d.webhook_bind_port)
+    add("--webhook-addr", default="", help="host:port of the webhook server (overrides --webhook-bind-port)")
+    add("--webhook-cert-dir", default=d.webhook_cert_dir)
+    add("--log-level", default=d.log_level, choices=["debug", "info", "warning", "error"])
+    add("--kubeconfig", default="", help="kubeconfig path (default: in-cluster, then ~/.kube/config)")
+    add("--debug-addr", default=d.debug_addr, help="debug HTTP server address (actors, metrics, health)")
+
+
+def settings_from_args(args: argparse.Namespace, *, env: dict[str, str] | None = None) -> Settings:
+    """Validate the parsed flags into Settings; raise SettingsError with one line on the first problem."""
+    environ = env or {}
+    cluster_name = args.cluster_name.strip()
+    if not cluster_name:
+        raise SettingsError("--cluster-name is required")
+    if not _CLUSTER_NAME.match(cluster_name):
+        raise SettingsError(f"--cluster-name {cluster_name!r} is not a valid cluster name")
+    region = args.aws_region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-west-2"
+    try:
+        throttle = (
+            parse_throttle_spec(args.aws_api_throttle) if args.aws_api_throttle else DEFAULT_THROTTLE_RULES
+        )
+    except ValueError as exc:
+        raise SettingsError(f"--aws-api-throttle: {exc}") from None
+    try:
+        sync_period = parse_duration(args.sync_period)
+    except ValueError as exc:
+        raise SettingsError(f"--sync-period: {exc}") from None
+    try:
+        gates = parse_feature_gates(args.feature_gates)
+    except ValueError as exc:
+        raise SettingsError(f"--feature-gates: {exc}") from None
+    try:
+        tags = parse_string_map(args.default_tags)
+    except ValueError as exc:
+        raise SettingsError(f"--default-tags: {exc}") from None
+    if args.aws_max_retries < 0:
+        raise SettingsError("--aws-max-retries must be >= 0")
+    if args.aws_max_in_flight < 1:
+        raise SettingsError("--aws-max-in-flight must be >= 1")
+    if not 0 < args.webhook_bind_port < 65536:
+        raise SettingsError("--webhook-bind-port must be a TCP port")
+    return Settings(
+        cluster_name=cluster_name,
+        aws_region=region,
+        aws_vpc_id=args.aws_vpc_id,
+        aws_api_throttle=throttle,
+        aws_max_retries=args.aws_max_retries,
+        aws_max_in_flight=args.aws_max_in_flight,
+        ingress_class=args.ingress_class,
+        default_target_type=args.default_target_type,
+        default_load_balancer_scheme=args.default_load_balancer_scheme,
+        default_ssl_policy=args.default_ssl_policy,
+        default_tags=tags,
+        watch_namespace=args.watch_namespace,
+        sync_period=sync_period,
+        feature_gates=gates,
+        enable_leader_election=args.enable_leader_election,
+        leader_election_id=args.leader_election_id,
+        leader_election_namespace=args.leader_election_namespace,
+        metrics_bind_addr=args.metrics_bind_addr,
+        health_probe_bind_addr=args.health_probe_bind_addr,
+        webhook_bind_port=args.webhook_bind_port,
+        webhook_addr=args.webhook_addr,
+        webhook_cert_dir=args.webhook_cert_dir,
+        log_level=args.log_level,
+        kubeconfig=args.kubeconfig,
+        debug_addr=args.debug_addr,
+    )

@@ -1,0 +1,441 @@
+"""The composition root and the SupervisorActor.
+
+`SupervisorActor` folds watch events into the immutable ClusterSnapshot, and once every watched kind has
+finished its first LIST (DESIGN.md §1.6: a partial cache looks like deletions) tells the actors each change
+concerns to reconcile, spawning them on demand (one per IngressGroup, one per TargetGroupBinding), restarting a
+child that died after a throttled delay, and stopping children whose key is gone. Only the leader reconciles;
+a standby keeps its snapshot warm.
+
+`Controller` wires the process: the AWS gateway, the supervisor, leader election, one watcher per kind and the
+debug server, started in that order and stopped in reverse.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pykka
+from loguru import logger
+from prometheus_client import CollectorRegistry
+from pyrsistent import PClass, PVector, field, pvector
+
+from actors.aws_gateway.facade import AwsGateway, start_gateway
+from actors.base import ChildFailed, Reconcile
+from actors.ingress_group.actor import IngressGroupActor
+from actors.status import ActorStatus, StatusBoard
+from actors.target_group.actor import TargetGroupActor
+from actors.timers import Cancellable, RealTimers, Timers
+from adapters import kube as k8s
+from adapters.aws import Boto3Adapter
+from adapters.debug_http import DebugServer
+from adapters.leader import KubeLeaseStore, LeaderElectionConfig, LeaderElector
+from adapters.watch import EventType, Watcher, WatchEvent
+from model.objects import WATCHED_KINDS, KubeObject, from_raw, object_key
+from model.routing import (
+    INGRESS_GROUP_ACTOR,
+    TARGET_GROUP_ACTOR,
+    ActorKey,
+    affected_actors,
+    all_actors,
+    is_live,
+)
+from model.snapshot import ClusterSnapshot, empty_snapshot, remove, replace_kind, upsert
+from settings import Settings
+
+#: What each watched kind is served as.
+WATCHED_RESOURCES: dict[str, k8s.Resource] = {
+    "Namespace": k8s.NAMESPACE,
+    "IngressClass": k8s.INGRESS_CLASS,
+    "IngressClassParams": k8s.INGRESS_CLASS_PARAMS,
+    "Node": k8s.NODE,
+    "Service": k8s.SERVICE,
+    "EndpointSlice": k8s.ENDPOINT_SLICE,
+    "Pod": k8s.POD,
+    "Ingress": k8s.INGRESS,
+    "TargetGroupBinding": k8s.TARGET_GROUP_BINDING,
+}
+assert set(WATCHED_RESOURCES) == set(WATCHED_KINDS)
+
+ChildFactory = Callable[..., pykka.ActorRef[Any]]
+
+
+# -- messages -----------------------------------------------------------------------------------------------
+class ObjectsListed(PClass):
+    """Event: a (re)LIST of `kind` returned exactly these objects."""
+
+    kind: str = field(type=str, mandatory=True)
+    objects: PVector[KubeObject] = field(type=PVector, mandatory=True)
+
+
+class ObjectUpserted(PClass):
+    """Event: an object was added or modified."""
+
+    obj: KubeObject = field(type=KubeObject, mandatory=True)
+
+
+class ObjectRemoved(PClass):
+    """Event: an object was deleted."""
+
+    kind: str = field(type=str, mandatory=True)
+    key: str = field(type=str, mandatory=True)
+
+
+class LeadershipChanged(PClass):
+    """Event: this process became (or stopped being) the leader."""
+
+    leading: bool = field(type=bool, mandatory=True)
+
+
+class Resync(PClass):
+    """Command: reconcile every actor again (`--sync-period`)."""
+
+
+class _RestartChild(PClass):
+    actor_kind: str = field(type=str, mandatory=True)
+    key: str = field(type=str, mandatory=True)
+
+
+class GetSnapshot(PClass):
+    """Question (ask): the newest snapshot."""
+
+
+# -- the supervisor -----------------------------------------------------------------------------------------
+class SupervisorActor(pykka.ThreadingActor):
+    """Folds events into the snapshot; routes, spawns, restarts and stops the children."""
+
+    def __init__(
+        self,
+        *,
+        factories: Mapping[str, ChildFactory],
+        board: StatusBoard,
+        timers: Timers,
+        restart_backoff: tuple[float, ...],
+        max_actors: int,
+        ingress_class_flag: str,
+        leading: bool,
+        sync_period: float = 0.0,
+        kinds: tuple[str, ...] = WATCHED_KINDS,
+    ) -> None:
+        super().__init__()
+        self._factories = dict(factories)
+        self._board = board
+        self._timers = timers
+        self._restart_backoff = restart_backoff
+        self._max_actors = max_actors
+        self._leading = leading
+        self._sync_period = sync_period
+        self._kinds = kinds
+        self.snapshot: ClusterSnapshot = empty_snapshot(ingress_class_flag=ingress_class_flag)
+        self._children: dict[ActorKey, pykka.ActorRef[Any]] = {}
+        self._restarts: dict[ActorKey, int] = {}
+        self._refused: set[ActorKey] = set()
+        self._resync_timer: Cancellable | None = None
+        self._log = logger.bind(actor="supervisor")
+
+    @property
+    def synced(self) -> bool:
+        return self.snapshot.is_synced(self._kinds)
+
+    def on_start(self) -> None:
+        self._publish()
+
+    def on_stop(self) -> None:
+        if self._resync_timer is not None:
+            self._resync_timer.cancel()
+        self._stop_children()
+        self._board.remove("supervisor", "")
+
+    def on_receive(self, message: Any) -> Any:
+        try:
+            return self._dispatch(message)
+        except Exception as exc:
+            self._log.bind(error=repr(exc), message=type(message).__name__).exception(
+                "supervisor message failed"
+            )
+            return None
+
+    def _dispatch(self, message: Any) -> Any:
+        if isinstance(message, GetSnapshot):
+            return self.snapshot
+        was_synced = self.synced
+        if isinstance(message, ObjectUpserted):
+            self._fold(message.obj.kind, message.obj.key, lambda s: upsert(s, message.obj))
+        elif isinstance(message, ObjectRemoved):
+            self._fold(message.kind, message.key, lambda s: remove(s, message.kind, message.key))
+        elif isinstance(message, ObjectsListed):
+            before = self.snapshot
+            self.snapshot = replace_kind(before, message.kind, message.objects)
+            if was_synced:
+                # A relist after an outage: everything that changed meanwhile must be looked at again.
+                changed = {o.key for o in message.objects} | set(before.items(message.kind))
+                self._route(
+                    set().union(*(affected_actors(before, self.snapshot, message.kind, k) for k in changed))
+                )
+        elif isinstance(message, LeadershipChanged):
+            self._leading = message.leading
+            self._log.bind(leading=message.leading).info("leadership changed")
+            if message.leading:
+                self._route(all_actors(self.snapshot))
+            else:
+                self._stop_children()
+        elif isinstance(message, Resync):
+            self._resync_timer = None
+            self._route(all_actors(self.snapshot))
+            self._schedule_resync()
+        elif isinstance(message, ChildFailed):
+            self._child_failed(message)
+        elif isinstance(message, _RestartChild):
+            actor = (message.actor_kind, message.key)
+            if actor not in self._children:
+                self._route({actor})
+        if not was_synced and self.synced:
+            self._log.bind(kinds=len(self._kinds)).info("caches synced")
+            self._route(all_actors(self.snapshot))
+            self._schedule_resync()
+        self._publish()
+        return None
+
+    def _fold(self, kind: str, key: str, change: Callable[[ClusterSnapshot], ClusterSnapshot]) -> None:
+        before = self.snapshot
+        self.snapshot = change(before)
+        if self.synced and self.snapshot is not before:
+            self._route(affected_actors(before, self.snapshot, kind, key))
+
+    def _route(self, actors: set[ActorKey] | frozenset[ActorKey]) -> None:
+        """Tell each concerned actor to reconcile with the newest snapshot; spawn or stop as the snapshot says."""
+        if not self._leading or not self.synced:
+            return
+        for actor in sorted(actors):
+            ref = self._children.get(actor)
+            if not is_live(self.snapshot, actor):
+                if ref is not None:
+                    self._stop_child(actor)
+                continue
+            if ref is None:
+                ref = self._spawn(actor)
+                if ref is None:
+                    continue
+            ref.tell(Reconcile(snapshot=self.snapshot))
+
+    def _spawn(self, actor: ActorKey) -> pykka.ActorRef[Any] | None:
+        if len(self._children) >= self._max_actors:
+            if actor not in self._refused:
+                self._refused.add(actor)
+                self._log.bind(actor_kind=actor[0], key=actor[1], ceiling=self._max_actors).error(
+                    "actor ceiling reached, not spawning"
+                )
+            return None
+        self._refused.discard(actor)
+        factory = self._factories[actor[0]]
+        ref = factory(key=actor[1], snapshot=self.snapshot, supervisor=self.actor_ref)
+        self._children[actor] = ref
+        self._log.bind(actor_kind=actor[0], key=actor[1]).info("actor spawned")
+        return ref
+
+    def _stop_child(self, actor: ActorKey) -> None:
+        ref = self._children.pop(actor, None)
+        self._restarts.pop(actor, None)
+        if ref is not None:
+            ref.stop(block=False)
+            self._log.bind(actor_kind=actor[0], key=actor[1]).info("actor stopped")
+
+    def _stop_children(self) -> None:
+        refs = list(self._children.items())
+        self._children.clear()
+        for _, ref in refs:
+            ref.stop(block=False)
+        for _, ref in refs:
+            try:
+                ref.actor_stopped.wait(5)
+            except Exception:  # pragma: no cover - a stuck child must not stall shutdown
+                pass
+
+    def _child_failed(self, message: ChildFailed) -> None:
+        actor = (message.actor_kind, message.key)
+        self._children.pop(actor, None)
+        attempt = self._restarts.get(actor, 0) + 1
+        self._restarts[actor] = attempt
+        delay = self._restart_backoff[min(attempt, len(self._restart_backoff)) - 1]
+        self._log.bind(actor_kind=actor[0], key=actor[1], error=message.error, delay=delay).error(
+            "actor died, restarting"
+        )
+        ref = self.actor_ref
+        restart = _RestartChild(actor_kind=actor[0], key=actor[1])
+        self._timers.call_later(delay, lambda: _tell_quietly(ref, restart))
+
+    def _schedule_resync(self) -> None:
+        if self._sync_period > 0 and self._resync_timer is None:
+            ref = self.actor_ref
+            self._resync_timer = self._timers.call_later(
+                self._sync_period, lambda: _tell_quietly(ref, Resync())
+            )
+
+    def _publish(self) -> None:
+        counts = {kind: len(self.snapshot.items(kind)) for kind in self._kinds}
+        status = ActorStatus(
+            kind="supervisor",
+            key="",
+            state="idle",
+            details=(
+                ("leading", self._leading),
+                ("synced_kinds", sorted(self.snapshot.synced)),
+                ("objects", counts),
+                ("children", len(self._children)),
+                ("snapshot_version", self.snapshot.version),
+            ),
+        )
+        self._board.publish(status, lambda: 0)
+
+
+def _tell_quietly(ref: pykka.ActorRef[Any], message: Any) -> None:
+    try:
+        ref.tell(message)
+    except pykka.ActorDeadError:
+        pass
+
+
+def watch_event_to_message(event: WatchEvent, kind: str) -> Any:
+    """Turn a raw watch event into the supervisor's immutable message (done on the watcher's thread)."""
+    if event.type in (EventType.SYNCED, EventType.RELISTED):
+        return ObjectsListed(kind=kind, objects=pvector(from_raw(kind, raw) for raw in event.objects))
+    raw = event.obj or {}
+    if event.type is EventType.DELETED:
+        meta = raw.get("metadata") or {}
+        return ObjectRemoved(kind=kind, key=object_key(meta.get("namespace") or "", meta.get("name") or ""))
+    return ObjectUpserted(obj=from_raw(kind, raw))
+
+
+# -- the process --------------------------------------------------------------------------------------------
+class Controller:
+    """The whole controller in one process: start(), then stop() (or run() until SIGTERM/SIGINT)."""
+
+    def __init__(self, settings: Settings, *, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or CollectorRegistry()
+        self.board = StatusBoard()
+        self.timers: Timers = RealTimers()
+        self.kube = k8s.Kube.from_config(settings.kubeconfig or None)
+        self._stopped = threading.Event()
+        self.gateway: AwsGateway | None = None
+        self.supervisor_ref: pykka.ActorRef[Any] | None = None
+        self.watchers: list[Watcher] = []
+        self.elector: LeaderElector | None = None
+        self._lease_store: KubeLeaseStore | None = None
+        self.debug: DebugServer | None = None
+
+    def start(self) -> None:
+        s = self.settings
+        threading.stack_size(256 * 1024)  # actors are threads: keep their virtual size small (test-infra §C)
+        self.gateway = start_gateway(
+            adapter=Boto3Adapter(s.aws_region, max_pool_connections=s.aws_max_in_flight),
+            region=s.aws_region,
+            rules=s.aws_api_throttle,
+            max_retries=s.aws_max_retries,
+            max_in_flight=s.aws_max_in_flight,
+            registry=self.registry,
+            timers=self.timers,
+        )
+        gateway = self.gateway
+        common = {"timers": self.timers, "backoff": s.reconcile_backoff, "board": self.board}
+        factories: dict[str, ChildFactory] = {
+            INGRESS_GROUP_ACTOR: lambda **kw: IngressGroupActor.start(**common, **kw),
+            TARGET_GROUP_ACTOR: lambda **kw: TargetGroupActor.start(**common, **kw),
+        }
+        self.supervisor_ref = SupervisorActor.start(
+            factories=factories,
+            board=self.board,
+            timers=self.timers,
+            restart_backoff=s.reconcile_backoff,
+            max_actors=s.max_actors,
+            ingress_class_flag=s.ingress_class,
+            leading=not s.enable_leader_election,
+            sync_period=s.sync_period,
+        )
+        supervisor = self.supervisor_ref
+        if s.enable_leader_election:
+            self._lease_store = KubeLeaseStore.from_kubeconfig(s.kubeconfig or None)
+            self.elector = LeaderElector(
+                self._lease_store,
+                LeaderElectionConfig(namespace=s.leader_election_namespace, lease_name=s.leader_election_id),
+                on_started_leading=lambda: _tell_quietly(supervisor, LeadershipChanged(leading=True)),
+                on_stopped_leading=lambda: _tell_quietly(supervisor, LeadershipChanged(leading=False)),
+            )
+            self.elector.start()
+        namespace = s.watch_namespace or None
+        for kind, resource in WATCHED_RESOURCES.items():
+            watcher = Watcher(
+                self.kube,
+                resource,
+                _forwarder(supervisor, kind),
+                namespace=namespace if resource.namespaced else None,
+            )
+            self.watchers.append(watcher)
+            watcher.start()
+        self.debug = DebugServer(
+            self.board,
+            address=s.debug_addr,
+            registry=self.registry,
+            ready=self.ready,
+            extra={
+                "watchers": lambda: [w.debug_state() for w in self.watchers],
+                "gateway": lambda: gateway.debug_state(),
+            },
+        )
+        self.debug.start()
+        logger.bind(cluster=s.cluster_name, debug_port=self.debug.port).info("controller started")
+
+    def ready(self) -> tuple[bool, str]:
+        waiting = [w.resource.qualified_name for w in self.watchers if not w.synced.is_set()]
+        if waiting:
+            return False, "waiting for the first LIST of " + ", ".join(waiting)
+        return True, "ok"
+
+    def stop(self) -> None:
+        """Stop everything in reverse start order; returns within a few seconds."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        logger.info("controller stopping")
+        if self.debug is not None:
+            self.debug.stop()
+        for watcher in self.watchers:
+            watcher.stop(timeout=2.0)
+        if self.elector is not None:
+            self.elector.stop()
+        if self._lease_store is not None:
+            self._lease_store.close()
+        if self.supervisor_ref is not None:
+            self.supervisor_ref.stop(block=True, timeout=10)
+        if self.gateway is not None:
+            self.gateway.stop(timeout=10)
+        self.kube.close()
+        logger.info("controller stopped")
+
+    def run(self) -> int:
+        """Start, then serve until SIGTERM or SIGINT; stop cleanly."""
+        done = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: done.set())
+        self.start()
+        try:
+            done.wait()
+        finally:
+            self.stop()
+        return 0
+
+
+def _forwarder(supervisor: pykka.ActorRef[Any], kind: str) -> Callable[[WatchEvent], None]:
+    def forward(event: WatchEvent) -> None:
+        supervisor.tell(watch_event_to_message(event, kind))
+
+    return forward
+
+
+def run_controller(settings: Settings) -> int:
+    """Entry point of `lbc controller`."""
+    logger.bind(pid=os.getpid()).info("controller starting")
+    return Controller(settings).run()

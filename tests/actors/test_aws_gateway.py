@@ -1,0 +1,476 @@
+"""AwsGatewayActor with a fake adapter and fake time: admission, coalescing, retries, bounds, survival, metrics.
+
+Time is `FakeTimers`: buckets refill and timers fire only when a test calls `advance()`. Adapter calls run on
+the gateway's real worker threads, so tests wait for end states with `eventually`, never with sleeps.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pykka
+import pytest
+from prometheus_client import CollectorRegistry
+from pyrsistent import PMap
+
+from actors.aws_gateway import AwsApiError, AwsGateway, ErrorClass, start_gateway
+from actors.timers import FakeTimers
+from model.throttle import parse_throttle_overrides
+from tests.support.wait import eventually
+
+ELB = "Elastic Load Balancing v2"
+
+Handler = Callable[[str, str, dict[str, Any]], dict[str, Any]]
+
+
+class FakeAdapter:
+    """Records calls; answers with `handler` (default: echo the params). Calls can be held at a gate."""
+
+    def __init__(self, handler: Handler | None = None) -> None:
+        self.handler = handler or (lambda service, operation, params: {"Echo": params})
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.running = 0
+        self.max_running = 0
+        self._lock = threading.Lock()
+
+    def call(self, service: str, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self.calls.append((service, operation, params))
+            self.running += 1
+            self.max_running = max(self.max_running, self.running)
+        try:
+            assert self.gate.wait(10), "test never opened the gate"
+            return self.handler(service, operation, params)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+    def count(self, operation: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for _, op, _ in self.calls if operation is None or op == operation)
+
+
+@pytest.fixture
+def timers() -> FakeTimers:
+    return FakeTimers()
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def make_gateway(timers: FakeTimers, registry: CollectorRegistry) -> Iterator[Callable[..., AwsGateway]]:
+    started: list[AwsGateway] = []
+
+    def make(adapter: FakeAdapter, **kwargs: Any) -> AwsGateway:
+        kwargs.setdefault("timers", timers)
+        kwargs.setdefault("registry", registry)
+        kwargs.setdefault("rules", ())
+        gateway = start_gateway(adapter=adapter, default_timeout=10, **kwargs)
+        started.append(gateway)
+        return gateway
+
+    yield make
+    for gateway in started:
+        gateway.stop()
+
+
+def done(future: pykka.Future[Any]) -> bool:
+    try:
+        future.get(timeout=0)
+    except pykka.Timeout:
+        return False
+    except AwsApiError:
+        return True
+    return True
+
+
+def settled(gateway: AwsGateway, *, queued: int, in_flight: int = 0) -> dict[str, Any]:
+    """Wait until the gateway has processed its mailbox into this state; return its debug state."""
+
+    def check() -> dict[str, Any]:
+        state = gateway.debug_state()
+        assert (state["queued"], state["in_flight"]) == (queued, in_flight), state
+        return state
+
+    return eventually(check, timeout=5)
+
+
+def finished(gateway: AwsGateway, calls: int) -> dict[str, Any]:
+    """Wait until the gateway has accounted for `calls` finished calls (callers hear of a success first)."""
+
+    def check() -> dict[str, Any]:
+        state = gateway.debug_state()
+        totals = state["totals"]
+        assert (totals["succeeded"] + totals["failed"], state["in_flight"]) == (calls, 0), state
+        return state
+
+    return eventually(check, timeout=5)
+
+
+def error_of(future: pykka.Future[Any]) -> AwsApiError:
+    with pytest.raises(AwsApiError) as info:
+        future.get(timeout=5)
+    return info.value
+
+
+def drive(timers: FakeTimers, *futures: pykka.Future[Any], step: float = 1.0) -> None:
+    """Advance fake time until every future is answered (backoff and bucket timers fire as time passes)."""
+
+    def check() -> bool:
+        timers.advance(step)
+        return all(done(f) for f in futures)
+
+    eventually(check, timeout=10, interval=0.005)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Admission
+
+
+def test_calls_are_admitted_in_order_as_tokens_arrive(
+    make_gateway: Callable[..., AwsGateway], timers: FakeTimers
+) -> None:
+    adapter = FakeAdapter()
+    gateway = make_gateway(adapter, rules=parse_throttle_overrides(f"{ELB}:^Describe=1:2"))
+    futures = [gateway.submit("elbv2", "DescribeTargetGroups", {"Names": [f"tg-{i}"]}) for i in range(5)]
+
+    state = settled(gateway, queued=3)
+    assert adapter.count() == 2
+    assert state["queues"] == [{"rules": [f"{ELB}:^Describe=1:2"], "depth": 3}]
+    assert timers.pending(), "a timer must wake the gateway when the next token is due"
+
+    timers.advance(1.0)
+    settled(gateway, queued=2)
+    assert adapter.count() == 3
+    drive(timers, *futures)
+
+    assert [params["Names"][0] for _, _, params in adapter.calls] == [f"tg-{i}" for i in range(5)]
+    assert [f.get(timeout=1)["Echo"]["Names"][0] for f in futures] == [f"tg-{i}" for i in range(5)]
+
+
+def test_a_class_waiting_for_tokens_does_not_block_another(
+    make_gateway: Callable[..., AwsGateway],
+) -> None:
+    adapter = FakeAdapter()
+    rules = parse_throttle_overrides(f"{ELB}:^Describe=1:1,{ELB}:^RegisterTargets=1:1")
+    gateway = make_gateway(adapter, rules=rules)
+    describes = [gateway.submit("elbv2", "DescribeListeners", {"n": i}) for i in range(3)]
+
+    registered = gateway.call("elbv2", "RegisterTargets", {"TargetGroupArn": "arn"})
+    unthrottled = gateway.call("ec2", "DescribeSubnets", {})
+
+    assert registered["Echo"] == {"TargetGroupArn": "arn"}
+    assert unthrottled["Echo"] == {}
+    describes[0].get(timeout=5)
+    assert [done(f) for f in describes[1:]] == [False, False]
+
+
+def test_in_flight_bound_is_respected_and_a_slow_call_holds_one_slot(
+    make_gateway: Callable[..., AwsGateway],
+) -> None:
+    slow_gate = threading.Event()
+
+    def handler(service: str, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        if operation == "ModifyListener":
+            assert slow_gate.wait(10)
+        return {}
+
+    adapter = FakeAdapter(handler)
+    gateway = make_gateway(adapter, max_in_flight=3)
+    slow = gateway.submit("elbv2", "ModifyListener", {"ListenerArn": "l"})
+    eventually(lambda: adapter.count("ModifyListener") == 1)
+
+    fast = [gateway.submit("ec2", "DescribeInstances", {"n": i}) for i in range(20)]
+    for future in fast:
+        future.get(timeout=5)
+
+    assert not done(slow)
+    slow_gate.set()
+    slow.get(timeout=5)
+    assert adapter.max_running <= 3
+
+
+def test_in_flight_never_exceeds_the_bound_under_load(make_gateway: Callable[..., AwsGateway]) -> None:
+    adapter = FakeAdapter()
+    adapter.gate.clear()
+    gateway = make_gateway(adapter, max_in_flight=4)
+    futures = [gateway.submit("ec2", "CreateTags", {"n": i}) for i in range(12)]
+
+    state = settled(gateway, queued=8, in_flight=4)
+    assert state["queues"] == [{"rules": [], "depth": 8}]
+    adapter.gate.set()
+    for future in futures:
+        future.get(timeout=5)
+    assert (adapter.max_running, adapter.count()) == (4, 12)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Coalescing
+
+
+def test_identical_queued_reads_become_one_aws_call(make_gateway: Callable[..., AwsGateway]) -> None:
+    adapter = FakeAdapter()
+    adapter.gate.clear()
+    gateway = make_gateway(adapter, max_in_flight=1)
+    blocker = gateway.submit("elbv2", "DescribeLoadBalancers", {"Names": ["other"]})
+    readers = [gateway.submit("elbv2", "DescribeLoadBalancers", {"Names": ["lb"]}) for _ in range(10)]
+    writers = [gateway.submit("elbv2", "ModifyLoadBalancerAttributes", {"Arn": "a"}) for _ in range(2)]
+
+    state = settled(gateway, queued=3, in_flight=1)
+    assert state["totals"]["coalesced"] == 9
+    adapter.gate.set()
+
+    answers = [f.get(timeout=5) for f in readers]
+    for future in [blocker, *writers]:
+        future.get(timeout=5)
+    assert adapter.count("DescribeLoadBalancers") == 2
+    assert adapter.count("ModifyLoadBalancerAttributes") == 2  # writes are never coalesced
+    assert all(answer is answers[0] for answer in answers)  # one frozen answer shared, not copied
+    assert isinstance(answers[0], PMap)
+
+
+def test_many_concurrent_callers_share_one_call(make_gateway: Callable[..., AwsGateway]) -> None:
+    adapter = FakeAdapter()
+    adapter.gate.clear()
+    gateway = make_gateway(adapter, max_in_flight=1)
+    blocker = gateway.submit("sts", "GetCallerIdentity", {"x": 1})
+    results: list[Any] = []
+
+    def caller() -> None:
+        results.append(gateway.call("elbv2", "DescribeTargetHealth", {"TargetGroupArn": "tg"}))
+
+    threads = [threading.Thread(target=caller) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    eventually(lambda: gateway.debug_state()["totals"]["submitted"] == 21)
+    adapter.gate.set()
+    for thread in threads:
+        thread.join(5)
+    blocker.get(timeout=5)
+    assert (len(results), adapter.count("DescribeTargetHealth")) == (20, 1)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Errors and retries
+
+
+def scripted(*outcomes: AwsApiError | None) -> Handler:
+    """Fail with each given error in turn (None = succeed), then succeed."""
+    remaining = list(outcomes)
+    lock = threading.Lock()
+
+    def handler(service: str, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        with lock:
+            outcome = remaining.pop(0) if remaining else None
+        if outcome is not None:
+            raise outcome
+        return {"ok": True}
+
+    return handler
+
+
+def aws_error(code: str, status: int, error_class: ErrorClass) -> AwsApiError:
+    return AwsApiError(code, "scripted", status, error_class, service="elbv2", operation="DescribeRules")
+
+
+def test_throttling_is_retried_until_success(
+    make_gateway: Callable[..., AwsGateway], timers: FakeTimers, registry: CollectorRegistry
+) -> None:
+    throttled = aws_error("Throttling", 400, ErrorClass.THROTTLED)
+    adapter = FakeAdapter(scripted(throttled, throttled))
+    gateway = make_gateway(adapter, rules=parse_throttle_overrides(f"{ELB}:^Describe=10:10"))
+    future = gateway.submit("elbv2", "DescribeRules", {})
+    drive(timers, future, step=0.5)
+
+    assert future.get(timeout=1) == {"ok": True}
+    assert adapter.count() == 3
+    finished(gateway, 1)
+    labels = {"service": ELB, "operation": "DescribeRules"}
+    assert (
+        registry.get_sample_value("aws_api_calls_total", {**labels, "status_code": "200", "error_code": ""})
+        == 1
+    )
+    assert (
+        registry.get_sample_value(
+            "aws_api_call_throttled_errors_total",
+            {**labels, "status_code": "400", "error_code": "Throttling"},
+        )
+        == 2
+    )
+    assert registry.get_sample_value("aws_api_call_retries_sum", labels) == 2
+    assert (
+        registry.get_sample_value(
+            "aws_api_requests_total", {**labels, "status_code": "400", "error_code": "Throttling"}
+        )
+        == 2
+    )
+
+
+def test_throttling_slows_the_bucket_down(
+    make_gateway: Callable[..., AwsGateway], timers: FakeTimers
+) -> None:
+    throttled = aws_error("Throttling", 400, ErrorClass.THROTTLED)
+    adapter = FakeAdapter(scripted(throttled))
+    gateway = make_gateway(adapter, rules=parse_throttle_overrides(f"{ELB}:^Describe=10:10"))
+    future = gateway.submit("elbv2", "DescribeRules", {})
+    eventually(lambda: gateway.debug_state()["totals"]["throttled"] == 1)
+
+    bucket = gateway.debug_state()["buckets"][0]
+    assert (bucket["factor"], bucket["tokens"], bucket["throttled"]) == (0.5, 0.0, 1)
+    drive(timers, future, step=0.5)
+    assert future.get(timeout=1) == {"ok": True}
+
+
+def test_server_errors_are_retried_up_to_max_retries(
+    make_gateway: Callable[..., AwsGateway], timers: FakeTimers
+) -> None:
+    failures = [aws_error("InternalFailure", 500, ErrorClass.RETRYABLE)] * 10
+    adapter = FakeAdapter(scripted(*failures))
+    gateway = make_gateway(adapter, max_retries=3)
+    future = gateway.submit("elbv2", "DescribeRules", {})
+    drive(timers, future)
+
+    error = error_of(future)
+    assert (error.code, error.error_class, adapter.count()) == ("InternalFailure", ErrorClass.RETRYABLE, 4)
+
+
+@pytest.mark.parametrize(
+    ("code", "error_class"),
+    [("ValidationError", ErrorClass.PERMANENT), ("SomethingOdd", ErrorClass.TEMPORARY)],
+)
+def test_non_retryable_errors_reach_the_caller_at_once(
+    make_gateway: Callable[..., AwsGateway], timers: FakeTimers, code: str, error_class: ErrorClass
+) -> None:
+    adapter = FakeAdapter(scripted(aws_error(code, 400, error_class)))
+    gateway = make_gateway(adapter)
+    future = gateway.submit("elbv2", "CreateRule", {})
+
+    error = error_of(future)  # no time advanced: no backoff happened
+    assert (error.code, error.error_class, adapter.count()) == (code, error_class, 1)
+    assert timers.pending() == []
+
+
+def test_coalesced_callers_all_get_the_error(make_gateway: Callable[..., AwsGateway]) -> None:
+    adapter = FakeAdapter(scripted(aws_error("LoadBalancerNotFound", 400, ErrorClass.PERMANENT)))
+    adapter.gate.clear()
+    gateway = make_gateway(adapter, max_in_flight=1)
+    blocker = gateway.submit("sts", "GetCallerIdentity", {})
+    futures = [gateway.submit("elbv2", "DescribeLoadBalancers", {"Names": ["gone"]}) for _ in range(3)]
+    settled(gateway, queued=1, in_flight=1)
+    adapter.gate.set()
+
+    with pytest.raises(AwsApiError):
+        blocker.get(timeout=5)
+    for future in futures:
+        future.get(timeout=5)  # the first call consumed the scripted error; the coalesced one succeeds
+    assert adapter.count("DescribeLoadBalancers") == 1
+
+
+# --------------------------------------------------------------------------------------------------------
+# Survival, shutdown, pagination
+
+
+def test_the_gateway_survives_a_crashing_adapter(make_gateway: Callable[..., AwsGateway]) -> None:
+    def handler(service: str, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        if operation == "DeleteRule":
+            raise RuntimeError("adapter bug")
+        return {"fine": True}
+
+    gateway = make_gateway(FakeAdapter(handler))
+    with pytest.raises(AwsApiError) as info:
+        gateway.call("elbv2", "DeleteRule", {"RuleArn": "r"})
+    gateway.ref.tell(object())  # a message it does not know is logged, not fatal
+
+    assert (info.value.code, info.value.error_class) == ("AdapterError", ErrorClass.TEMPORARY)
+    assert gateway.call("elbv2", "DescribeRules", {}) == {"fine": True}
+    assert gateway.ref.is_alive()
+
+
+def test_stopping_answers_every_waiting_caller(make_gateway: Callable[..., AwsGateway]) -> None:
+    adapter = FakeAdapter()
+    adapter.gate.clear()
+    gateway = make_gateway(adapter, max_in_flight=1)
+    futures = [gateway.submit("ec2", "CreateTags", {"n": i}) for i in range(3)]
+    settled(gateway, queued=2, in_flight=1)
+
+    gateway.stop()
+    adapter.gate.set()
+    assert {error_of(f).code for f in futures} == {"GatewayStopped"}
+    with pytest.raises(AwsApiError, match="not running"):
+        gateway.call("ec2", "CreateTags", {})
+
+
+def test_a_caller_that_times_out_gets_an_aws_error(make_gateway: Callable[..., AwsGateway]) -> None:
+    adapter = FakeAdapter()
+    adapter.gate.clear()
+    gateway = make_gateway(adapter)
+    with pytest.raises(AwsApiError) as info:
+        gateway.call("ec2", "CreateTags", {}, timeout=0.05)
+    adapter.gate.set()
+    assert (info.value.code, info.value.error_class) == ("GatewayUnavailable", ErrorClass.TEMPORARY)
+
+
+def test_paginate_follows_the_services_token(make_gateway: Callable[..., AwsGateway]) -> None:
+    def handler(service: str, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        page = int(params.get("Marker", "0"))
+        response: dict[str, Any] = {"TargetGroups": [f"tg-{page}"]}
+        if page < 2:
+            response["NextMarker"] = str(page + 1)
+        return response
+
+    gateway = make_gateway(FakeAdapter(handler))
+    pages = list(gateway.paginate("elbv2", "DescribeTargetGroups", {"PageSize": 1}))
+    assert [tg for page in pages for tg in page["TargetGroups"]] == ["tg-0", "tg-1", "tg-2"]
+
+
+def test_metrics_count_calls_and_in_flight(
+    make_gateway: Callable[..., AwsGateway], registry: CollectorRegistry
+) -> None:
+    adapter = FakeAdapter(scripted(aws_error("AccessDenied", 403, ErrorClass.PERMANENT)))
+    gateway = make_gateway(adapter)
+    with pytest.raises(AwsApiError):
+        gateway.call("ec2", "DescribeVpcs", {})
+    gateway.call("ec2", "DescribeVpcs", {})
+    finished(gateway, 2)
+
+    labels = {"service": "EC2", "operation": "DescribeVpcs"}
+    assert (
+        registry.get_sample_value(
+            "aws_api_calls_total", {**labels, "status_code": "403", "error_code": "AccessDenied"}
+        )
+        == 1
+    )
+    assert (
+        registry.get_sample_value(
+            "aws_api_call_permission_errors_total",
+            {**labels, "status_code": "403", "error_code": "AccessDenied"},
+        )
+        == 1
+    )
+    assert (
+        registry.get_sample_value("aws_api_calls_total", {**labels, "status_code": "200", "error_code": ""})
+        == 1
+    )
+    assert registry.get_sample_value("aws_api_call_duration_seconds_count", labels) == 2
+    assert registry.get_sample_value("lbc_aws_gateway_throttle_wait_seconds_count", labels) == 2
+    assert registry.get_sample_value("lbc_aws_gateway_in_flight") == 0
+
+
+def test_debug_state_is_json(make_gateway: Callable[..., AwsGateway]) -> None:
+    import json
+
+    gateway = make_gateway(
+        FakeAdapter(), rules=parse_throttle_overrides(f"{ELB}:^Describe=5:5"), region="eu-west-1"
+    )
+    gateway.call("elbv2", "DescribeRules", {})
+    state = json.loads(json.dumps(finished(gateway, 1)))
+    assert state["region"] == "eu-west-1"
+    assert state["totals"]["succeeded"] == 1
+    assert state["buckets"][0]["granted"] == 1
