@@ -133,6 +133,12 @@ def serve_forever(*, host: str, port: int, kubeconfig_out: str, watch_history: i
         server.start()
         path = server.write_kubeconfig(kubeconfig_out)
         logger.bind(url=server.url, kubeconfig=os.path.abspath(path)).info("serving the kubernetes api")
+        print(
+            f"Kubernetes API emulator serving at {server.url}\n"
+            f"  kubectl --kubeconfig {os.path.abspath(path)} get namespaces\n"
+            "Ctrl-C stops it.",
+            flush=True,
+        )
         while not stopping.wait(0.5):
             pass
     finally:

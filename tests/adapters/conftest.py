@@ -14,6 +14,7 @@ import pytest
 
 from adapters.kube import CUSTOM_RESOURCE_DEFINITION, Kube
 from sandbox.kube.main import ApiServer
+from tests.support.crds import load_crds
 from tests.support.wait import eventually
 
 StartServer = Callable[..., ApiServer]
@@ -45,37 +46,9 @@ def kube(apiserver: ApiServer, tmp_path: Path) -> Iterator[Kube]:
     client.close()
 
 
-def crd(*, group: str, kind: str, plural: str, namespaced: bool, version: str = "v1beta1") -> dict[str, Any]:
-    """A minimal CustomResourceDefinition (schema open, status subresource on)."""
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{group}"},
-        "spec": {
-            "group": group,
-            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
-            "scope": "Namespaced" if namespaced else "Cluster",
-            "versions": [
-                {
-                    "name": version,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "schema": {
-                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-                    },
-                }
-            ],
-        },
-    }
-
-
 def apply_lbc_crds(kube: Kube) -> None:
-    """Create the TargetGroupBinding and IngressClassParams CRDs and wait until they are Established."""
-    definitions = [
-        crd(group="elbv2.k8s.aws", kind="TargetGroupBinding", plural="targetgroupbindings", namespaced=True),
-        crd(group="elbv2.k8s.aws", kind="IngressClassParams", plural="ingressclassparams", namespaced=False),
-    ]
+    """Create the project's CRDs (the Helm chart's crds/) and wait until they are Established."""
+    definitions = load_crds()
     for definition in definitions:
         kube.create(CUSTOM_RESOURCE_DEFINITION, definition)
 
