@@ -1,7 +1,8 @@
 """The `lbc` command: one entry point, one subcommand per job.
 
 Each subcommand imports its own machinery lazily so that `lbc --help` stays instant and the controller
-process never loads the sandbox (moto, the API emulator) it does not use.
+process never loads the sandbox (moto, the API emulator) it does not use. A command-line mistake is one line on
+stderr and exit status 2 (argparse's usage block of forty flags would bury it); `main()` returns the status.
 """
 
 from __future__ import annotations
@@ -9,11 +10,58 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 Handler = Callable[[argparse.Namespace], int]
 
+CONTROLLER_EPILOG = """\
+example, with no cluster and no AWS account (the sandbox):
+  lbc apiserver --port 6443 --kubeconfig-out /tmp/lbc.kubeconfig &   # the Kubernetes API emulator
+  kubectl --kubeconfig /tmp/lbc.kubeconfig apply -f helm/aws-load-balancer-controller/crds/crds.yaml
+  moto_server -p 5000 &                                              # AWS on loopback (moto)
+  export AWS_ENDPOINT_URL=http://127.0.0.1:5000 AWS_REGION=us-west-2 AWS_EC2_METADATA_DISABLED=true \\
+         AWS_ACCESS_KEY_ID=AKIASANDBOXTESTING00 AWS_SECRET_ACCESS_KEY=sandbox-secret
+  lbc controller --cluster-name demo --kubeconfig /tmp/lbc.kubeconfig --enable-leader-election=false \\
+      --metrics-bind-addr 127.0.0.1:8080 --health-probe-bind-addr 0
+  curl 127.0.0.1:8099/readyz          # 200 once every watched kind is listed
+  curl 127.0.0.1:8099/actors          # what every actor is doing (or open http://127.0.0.1:8099/)
+  curl 127.0.0.1:8080/metrics         # lbc_reconcile_total, lbc_actors, aws_api_calls_total, ...
 
-def _add_apiserver(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+In a cluster, the upstream chart's flags work unchanged; only --cluster-name is required. SIGTERM stops it
+within a few seconds.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `lbc controller: argument --x: ... (see --help)`, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps one-paragraph texts, keeps the layout of texts written on several lines (the epilog), and shows
+    each flag's default when it has a meaningful one."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text.strip():
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            action.option_strings
+            and default not in (None, "", False, argparse.SUPPRESS)
+            and "default" not in text
+            and not isinstance(default, (tuple, list))
+        ):
+            text = f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
+        return text
+
+
+def _add_apiserver(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser(
         "apiserver",
         help="run the in-memory Kubernetes API emulator (kubectl and the official client work against it)",
@@ -40,7 +88,7 @@ def _add_apiserver(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="watch events kept per resource kind; a watch from an older resourceVersion gets 410 Gone",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    p.set_defaults(handler=_run_apiserver)
+    p.set_defaults(handler=_run_apiserver, parser=p)
 
 
 def _run_apiserver(args: argparse.Namespace) -> int:
@@ -53,7 +101,7 @@ def _run_apiserver(args: argparse.Namespace) -> int:
     )
 
 
-def _add_controller(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_controller(sub: argparse._SubParsersAction[_Parser]) -> None:
     from settings import add_controller_flags
 
     p = sub.add_parser(
@@ -65,9 +113,12 @@ def _add_controller(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "controller's. Kubernetes comes from --kubeconfig, in-cluster config or ~/.kube/config; AWS from "
             "the standard AWS variables (AWS_ENDPOINT_URL, AWS_REGION, credentials or IRSA)."
         ),
+        usage="%(prog)s --cluster-name NAME [flags]",
+        epilog=CONTROLLER_EPILOG,
+        formatter_class=_HelpFormatter,
     )
     add_controller_flags(p)
-    p.set_defaults(handler=_run_controller)
+    p.set_defaults(handler=_run_controller, parser=p)
 
 
 def _run_controller(args: argparse.Namespace) -> int:
@@ -79,7 +130,7 @@ def _run_controller(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(args, env=dict(os.environ))
     except SettingsError as exc:
-        print(f"lbc controller: {exc}", file=sys.stderr)
+        print(f"lbc controller: {exc} (see lbc controller --help)", file=sys.stderr)
         return 2
     setup_logging(level=settings.log_level)
     from supervisor import run_controller
@@ -88,7 +139,7 @@ def _run_controller(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lbc",
         description=(
             "lbc: the AWS Load Balancer Controller, re-implemented on actors, with a sandbox that needs "
@@ -103,8 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line `argv` (default: sys.argv[1:]); return the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # reported by the subcommand, so that the line names it
+            args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    except SystemExit as exc:  # --help (0) or a command-line mistake (2), already printed
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     handler: Handler = args.handler
     try:
         return handler(args)

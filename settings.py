@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapters.debug_http import is_disabled, parse_address
 from model.throttle import DEFAULT_THROTTLE_RULES, ThrottleRule, parse_throttle_spec
 
 #: Feature gates known to upstream (§9.2) with their code defaults. Unknown keys are a start-up error.
@@ -92,9 +93,9 @@ class Settings:
     enable_leader_election: bool = True
     leader_election_id: str = "aws-load-balancer-controller-leader"
     leader_election_namespace: str = "kube-system"
-    #: --metrics-bind-addr: Prometheus `/metrics` (also served on the debug address).
+    #: --metrics-bind-addr: Prometheus `/metrics` only (also served on the debug address); `0`: no listener.
     metrics_bind_addr: str = ":8080"
-    #: --health-probe-bind-addr: `/healthz` and `/readyz`.
+    #: --health-probe-bind-addr: `/healthz` and `/readyz` only; `0`: no listener.
     health_probe_bind_addr: str = ":61779"
     #: --webhook-bind-port / --webhook-addr / --webhook-cert-dir: the HTTPS admission webhook server.
     webhook_bind_port: int = 9443
@@ -104,7 +105,7 @@ class Settings:
     log_level: str = "info"
     #: --kubeconfig: path of a kubeconfig; empty means in-cluster, then the default kubeconfig.
     kubeconfig: str = ""
-    #: --debug-addr: the debug HTTP server (actors, metrics, health); loopback unless told otherwise.
+    #: --debug-addr: the debug HTTP server (actors, metrics, health), loopback unless told otherwise; `0`: off.
     debug_addr: str = "127.0.0.1:8099"
     #: Reconcile backoff after temporary errors (seconds, one entry per consecutive failure, last one repeats).
     reconcile_backoff: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -163,47 +164,164 @@ def _bool(text: str) -> bool:
 
 
 def add_controller_flags(parser: argparse.ArgumentParser) -> None:
-    """Declare the controller's flags (upstream names) on `parser`."""
+    """Declare the controller's flags (upstream names and defaults), grouped as a newcomer looks for them."""
     d = Settings(cluster_name="-")
-    add = parser.add_argument
-    add("--cluster-name", default="", help="the cluster's name, used in tags and discovery (required)")
-    add(
-        "--aws-region",
+
+    cluster = parser.add_argument_group("cluster")
+    cluster.add_argument(
+        "--cluster-name",
+        metavar="NAME",
         default="",
-        help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION, else us-west-2)",
+        help="the cluster's name, written into tags and used for discovery (required)",
     )
-    add("--aws-vpc-id", default=d.aws_vpc_id, help="the cluster's VPC id (default: discovered)")
-    add(
+    cluster.add_argument(
+        "--kubeconfig",
+        metavar="PATH",
+        default="",
+        help="kubeconfig path (default: in-cluster config, then ~/.kube/config)",
+    )
+    cluster.add_argument(
+        "--watch-namespace", metavar="NAMESPACE", default="", help="watch only this namespace (default: all)"
+    )
+    cluster.add_argument(
+        "--ingress-class",
+        metavar="CLASS",
+        default=d.ingress_class,
+        help="class handled via the kubernetes.io/ingress.class annotation",
+    )
+    cluster.add_argument(
+        "--sync-period",
+        metavar="DURATION",
+        default="10h",
+        help="reconcile everything again this often; a Go duration such as 10h, 90s or 500ms",
+    )
+    cluster.add_argument(
+        "--feature-gates",
+        default="",
+        metavar="GATE=BOOL,...",
+        help="upstream's feature gates over their defaults, e.g. ALBSingleSubnet=true,EnableRGTAPI=false",
+    )
+
+    aws = parser.add_argument_group(
+        "AWS",
+        "The endpoint and credentials come from the standard variables (AWS_ENDPOINT_URL, "
+        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, IRSA's AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN).",
+    )
+    aws.add_argument(
+        "--aws-region",
+        metavar="REGION",
+        default="",
+        help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, us-west-2)",
+    )
+    aws.add_argument(
+        "--aws-vpc-id",
+        metavar="VPC_ID",
+        default=d.aws_vpc_id,
+        help="the cluster's VPC id (default: discovered)",
+    )
+    aws.add_argument(
         "--aws-api-throttle",
         default="",
-        help="client-side AWS throttles, `serviceID:operationRegex=rate:burst,...` (replaces the defaults of "
-        "each service it names)",
+        metavar="SERVICE:OPREGEX=RATE:BURST,...",
+        help="client-side AWS throttles, e.g. 'Elastic Load Balancing v2:^Describe.*=20:100' (replaces "
+        "the defaults of each service it names)",
     )
-    add("--aws-max-retries", type=int, default=d.aws_max_retries, help="attempts for retryable AWS errors")
-    add("--aws-max-in-flight", type=int, default=d.aws_max_in_flight, help="AWS calls in flight at once")
-    add("--ingress-class", default=d.ingress_class, help="class handled via kubernetes.io/ingress.class")
-    add("--default-target-type", default=d.default_target_type, choices=["instance", "ip"])
-    add(
+    aws.add_argument(
+        "--aws-max-retries",
+        metavar="N",
+        type=int,
+        default=d.aws_max_retries,
+        help="attempts for a retryable AWS error",
+    )
+    aws.add_argument(
+        "--aws-max-in-flight",
+        metavar="N",
+        type=int,
+        default=d.aws_max_in_flight,
+        help="AWS calls in flight at once (lbc's own)",
+    )
+
+    defaults = parser.add_argument_group("load balancer defaults (an annotation overrides them)")
+    defaults.add_argument("--default-target-type", default=d.default_target_type, choices=["instance", "ip"])
+    defaults.add_argument(
         "--default-load-balancer-scheme",
         default=d.default_load_balancer_scheme,
         choices=["internal", "internet-facing"],
     )
-    add("--default-ssl-policy", default=d.default_ssl_policy)
-    add("--default-tags", default="", help="tags for every AWS resource created, `k1=v1,k2=v2`")
-    add("--watch-namespace", default="", help="watch only this namespace (default: all)")
-    add("--sync-period", default="10h", help="periodic re-reconcile of everything (Go duration, default 10h)")
-    add("--feature-gates", default="", help="`Gate=true,Other=false` over upstream's defaults")
-    add("--enable-leader-election", type=_bool, default=d.enable_leader_election, metavar="BOOL")
-    add("--leader-election-id", default=d.leader_election_id)
-    add("--leader-election-namespace", default=d.leader_election_namespace)
-    add("--metrics-bind-addr", default=d.metrics_bind_addr)
-    add("--health-probe-bind-addr", default=d.health_probe_bind_addr)
-    add("--webhook-bind-port", type=int, default=d.webhook_bind_port)
-    add("--webhook-addr", default="", help="host:port of the webhook server (overrides --webhook-bind-port)")
-    add("--webhook-cert-dir", default=d.webhook_cert_dir)
-    add("--log-level", default=d.log_level, choices=["debug", "info", "warning", "error"])
-    add("--kubeconfig", default="", help="kubeconfig path (default: in-cluster, then ~/.kube/config)")
-    add("--debug-addr", default=d.debug_addr, help="debug HTTP server address (actors, metrics, health)")
+    defaults.add_argument(
+        "--default-ssl-policy", metavar="POLICY", default=d.default_ssl_policy, help="listener SSL policy"
+    )
+    defaults.add_argument(
+        "--default-tags", default="", metavar="K=V,...", help="tags on every AWS resource created"
+    )
+
+    election = parser.add_argument_group("leader election")
+    election.add_argument(
+        "--enable-leader-election",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=d.enable_leader_election,
+        metavar="BOOL",
+        help="campaign for a Lease; only the leader reconciles (--enable-leader-election=false to run alone)",
+    )
+    election.add_argument(
+        "--leader-election-id", metavar="NAME", default=d.leader_election_id, help="the Lease's name"
+    )
+    election.add_argument(
+        "--leader-election-namespace",
+        metavar="NAMESPACE",
+        default=d.leader_election_namespace,
+        help="the Lease's namespace",
+    )
+
+    listen = parser.add_argument_group(
+        "listeners", "Addresses are host:port, :port (every interface) or 0 (no listener)."
+    )
+    listen.add_argument(
+        "--metrics-bind-addr", metavar="ADDR", default=d.metrics_bind_addr, help="Prometheus /metrics only"
+    )
+    listen.add_argument(
+        "--health-probe-bind-addr",
+        metavar="ADDR",
+        default=d.health_probe_bind_addr,
+        help="/healthz and /readyz only",
+    )
+    listen.add_argument(
+        "--debug-addr",
+        metavar="ADDR",
+        default=d.debug_addr,
+        help="everything: /actors, /actors/<kind>/<key>, /debug, /metrics, probes and a dashboard at /",
+    )
+    listen.add_argument(
+        "--webhook-bind-port",
+        metavar="PORT",
+        type=int,
+        default=d.webhook_bind_port,
+        help="admission webhooks",
+    )
+    listen.add_argument(
+        "--webhook-addr", metavar="ADDR", default="", help="host:port of the webhooks (overrides the port)"
+    )
+    listen.add_argument(
+        "--webhook-cert-dir",
+        metavar="DIR",
+        default=d.webhook_cert_dir,
+        help="tls.crt and tls.key of the webhooks",
+    )
+
+    parser.add_argument_group("logging").add_argument(
+        "--log-level", default=d.log_level, choices=["debug", "info", "warning", "error"]
+    )
+
+
+def _check_address(flag: str, address: str, *, may_disable: bool = True) -> None:
+    if may_disable and is_disabled(address):
+        return
+    try:
+        parse_address(address)
+    except ValueError as exc:
+        raise SettingsError(f"{flag}: {exc}") from None
 
 
 def settings_from_args(args: argparse.Namespace, *, env: dict[str, str] | None = None) -> Settings:
@@ -239,6 +357,11 @@ def settings_from_args(args: argparse.Namespace, *, env: dict[str, str] | None =
         raise SettingsError("--aws-max-in-flight must be >= 1")
     if not 0 < args.webhook_bind_port < 65536:
         raise SettingsError("--webhook-bind-port must be a TCP port")
+    _check_address("--metrics-bind-addr", args.metrics_bind_addr)
+    _check_address("--health-probe-bind-addr", args.health_probe_bind_addr)
+    _check_address("--debug-addr", args.debug_addr)
+    if args.webhook_addr:
+        _check_address("--webhook-addr", args.webhook_addr, may_disable=False)
     return Settings(
         cluster_name=cluster_name,
         aws_region=region,

@@ -7,7 +7,7 @@ child that died after a throttled delay, and stopping children whose key is gone
 a standby keeps its snapshot warm.
 
 `Controller` wires the process: the AWS gateway, the supervisor, leader election, one watcher per kind and the
-debug server, started in that order and stopped in reverse.
+HTTP listeners (health probes, metrics, debug), started in that order and stopped in reverse.
 """
 
 from __future__ import annotations
@@ -15,23 +15,26 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import pykka
 from loguru import logger
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from pyrsistent import PClass, PVector, field, pvector
 
 from actors.aws_gateway.facade import AwsGateway, start_gateway
 from actors.base import ChildFailed, Reconcile
 from actors.ingress_group.actor import IngressGroupActor
+from actors.metrics import ReconcileMetrics
 from actors.status import ActorStatus, StatusBoard
 from actors.target_group.actor import TargetGroupActor
 from actors.timers import Cancellable, RealTimers, Timers
 from adapters import kube as k8s
 from adapters.aws import Boto3Adapter
-from adapters.debug_http import DebugServer
+from adapters.debug_http import ALL_ROUTES, METRICS_ROUTES, PROBE_ROUTES, DebugServer, is_disabled
 from adapters.leader import KubeLeaseStore, LeaderElectionConfig, LeaderElector
 from adapters.watch import EventType, Watcher, WatchEvent
 from model.objects import WATCHED_KINDS, KubeObject, from_raw, object_key
@@ -243,16 +246,23 @@ class SupervisorActor(pykka.ThreadingActor):
             ref.stop(block=False)
             self._log.bind(actor_kind=actor[0], key=actor[1]).info("actor stopped")
 
-    def _stop_children(self) -> None:
-        refs = list(self._children.items())
+    def _stop_children(self, timeout: float = 5.0) -> None:
+        """Ask every child to stop at once, then wait (`timeout` in all) until each has finished its on_stop.
+
+        pykka sets `actor_stopped` before running on_stop; the stop future resolves only after it, so waiting
+        on the futures is what guarantees that every child is done before the supervisor goes on.
+        """
+        children = list(self._children.items())
         self._children.clear()
-        for _, ref in refs:
-            ref.stop(block=False)
-        for _, ref in refs:
+        stopping = [(actor, ref.stop(block=False)) for actor, ref in children]
+        deadline = time.monotonic() + timeout
+        for actor, future in stopping:
             try:
-                ref.actor_stopped.wait(5)
-            except Exception:  # pragma: no cover - a stuck child must not stall shutdown
-                pass
+                future.get(timeout=max(0.0, deadline - time.monotonic()))
+            except pykka.Timeout:  # a stuck child must not stall shutdown
+                self._log.bind(actor_kind=actor[0], key=actor[1], timeout=timeout).warning(
+                    "actor did not stop in time"
+                )
 
     def _child_failed(self, message: ChildFailed) -> None:
         actor = (message.actor_kind, message.key)
@@ -310,12 +320,32 @@ def watch_event_to_message(event: WatchEvent, kind: str) -> Any:
 
 
 # -- the process --------------------------------------------------------------------------------------------
+#: The HTTP listeners, in start order: (name, routes). Each has its own address flag; `0` disables it.
+LISTENERS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("health", PROBE_ROUTES),
+    ("metrics", METRICS_ROUTES),
+    ("debug", ALL_ROUTES),
+)
+
+
 class Controller:
-    """The whole controller in one process: start(), then stop() (or run() until SIGTERM/SIGINT)."""
+    """The whole controller in one process: start(), then stop() (or run() until SIGTERM/SIGINT).
+
+    Every component started is pushed on a stack with the way to stop it; stop() unwinds the stack, so the
+    order of shutdown is the reverse of start: the HTTP listeners, the watchers, leader election, the
+    supervisor (which stops its children before itself), the Kubernetes client, and the AWS gateway last (a
+    child may still call AWS while it stops). `stopped` records the components in the order they stopped.
+    """
 
     def __init__(self, settings: Settings, *, registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
-        self.registry = registry or CollectorRegistry()
+        if registry is None:
+            registry = CollectorRegistry()
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+            GCCollector(registry=registry)
+        self.registry = registry
+        self.reconcile_metrics = ReconcileMetrics(registry)
         self.board = StatusBoard()
         self.timers: Timers = RealTimers()
         self.kube = k8s.Kube.from_config(settings.kubeconfig or None)
@@ -324,13 +354,20 @@ class Controller:
         self.supervisor_ref: pykka.ActorRef[Any] | None = None
         self.watchers: list[Watcher] = []
         self.elector: LeaderElector | None = None
-        self._lease_store: KubeLeaseStore | None = None
-        self.debug: DebugServer | None = None
+        self.servers: dict[str, DebugServer] = {}
+        self._stack: list[tuple[str, Callable[[], object]]] = [("kube-client", self.kube.close)]
+        #: Names of the components stopped so far, in the order they stopped.
+        self.stopped: list[str] = []
+
+    @property
+    def debug(self) -> DebugServer | None:
+        """The debug server (every route, loopback by default), if enabled."""
+        return self.servers.get("debug")
 
     def start(self) -> None:
         s = self.settings
         threading.stack_size(256 * 1024)  # actors are threads: keep their virtual size small (test-infra §C)
-        self.gateway = start_gateway(
+        gateway = self.gateway = start_gateway(
             adapter=Boto3Adapter(s.aws_region, max_pool_connections=s.aws_max_in_flight),
             region=s.aws_region,
             rules=s.aws_api_throttle,
@@ -339,13 +376,18 @@ class Controller:
             registry=self.registry,
             timers=self.timers,
         )
-        gateway = self.gateway
-        common = {"timers": self.timers, "backoff": s.reconcile_backoff, "board": self.board}
+        self._stack.insert(0, ("gateway", lambda: gateway.stop(timeout=10)))  # last of all, after the client
+        common = {
+            "timers": self.timers,
+            "backoff": s.reconcile_backoff,
+            "board": self.board,
+            "metrics": self.reconcile_metrics,
+        }
         factories: dict[str, ChildFactory] = {
             INGRESS_GROUP_ACTOR: lambda **kw: IngressGroupActor.start(**common, **kw),
             TARGET_GROUP_ACTOR: lambda **kw: TargetGroupActor.start(**common, **kw),
         }
-        self.supervisor_ref = SupervisorActor.start(
+        supervisor = self.supervisor_ref = SupervisorActor.start(
             factories=factories,
             board=self.board,
             timers=self.timers,
@@ -355,16 +397,18 @@ class Controller:
             leading=not s.enable_leader_election,
             sync_period=s.sync_period,
         )
-        supervisor = self.supervisor_ref
+        self._push("supervisor", lambda: supervisor.stop(block=True, timeout=10))
         if s.enable_leader_election:
-            self._lease_store = KubeLeaseStore.from_kubeconfig(s.kubeconfig or None)
+            lease_store = KubeLeaseStore.from_kubeconfig(s.kubeconfig or None)
+            self._push("lease-store", lease_store.close)
             self.elector = LeaderElector(
-                self._lease_store,
+                lease_store,
                 LeaderElectionConfig(namespace=s.leader_election_namespace, lease_name=s.leader_election_id),
                 on_started_leading=lambda: _tell_quietly(supervisor, LeadershipChanged(leading=True)),
                 on_stopped_leading=lambda: _tell_quietly(supervisor, LeadershipChanged(leading=False)),
             )
             self.elector.start()
+            self._push("leader-elector", self.elector.stop)
         namespace = s.watch_namespace or None
         for kind, resource in WATCHED_RESOURCES.items():
             watcher = Watcher(
@@ -375,18 +419,35 @@ class Controller:
             )
             self.watchers.append(watcher)
             watcher.start()
-        self.debug = DebugServer(
-            self.board,
-            address=s.debug_addr,
-            registry=self.registry,
-            ready=self.ready,
-            extra={
-                "watchers": lambda: [w.debug_state() for w in self.watchers],
-                "gateway": lambda: gateway.debug_state(),
-            },
-        )
-        self.debug.start()
-        logger.bind(cluster=s.cluster_name, debug_port=self.debug.port).info("controller started")
+            self._push(f"watcher/{kind}", partial(watcher.stop, timeout=2.0))
+        addresses = {
+            "health": s.health_probe_bind_addr,
+            "metrics": s.metrics_bind_addr,
+            "debug": s.debug_addr,
+        }
+        for name, routes in LISTENERS:
+            if is_disabled(addresses[name]):
+                continue
+            server = DebugServer(
+                self.board,
+                address=addresses[name],
+                registry=self.registry,
+                ready=self.ready,
+                routes=routes,
+                name=name,
+                extra={
+                    "watchers": lambda: [w.debug_state() for w in self.watchers],
+                    "gateway": lambda: gateway.debug_state(),
+                },
+            )
+            server.start()
+            self.servers[name] = server
+            self._push(f"{name}-server", server.stop)
+        ports = {name: server.port for name, server in self.servers.items()}
+        logger.bind(cluster=s.cluster_name, ports=ports).info("controller started")
+
+    def _push(self, name: str, stop: Callable[[], object]) -> None:
+        self._stack.append((name, stop))
 
     def ready(self) -> tuple[bool, str]:
         waiting = [w.resource.qualified_name for w in self.watchers if not w.synced.is_set()]
@@ -400,27 +461,26 @@ class Controller:
             return
         self._stopped.set()
         logger.info("controller stopping")
-        if self.debug is not None:
-            self.debug.stop()
-        for watcher in self.watchers:
-            watcher.stop(timeout=2.0)
-        if self.elector is not None:
-            self.elector.stop()
-        if self._lease_store is not None:
-            self._lease_store.close()
-        if self.supervisor_ref is not None:
-            self.supervisor_ref.stop(block=True, timeout=10)
-        if self.gateway is not None:
-            self.gateway.stop(timeout=10)
-        self.kube.close()
+        while self._stack:
+            name, stop = self._stack.pop()
+            try:
+                stop()
+            except Exception as exc:  # one component failing to stop must not keep the others running
+                logger.bind(component=name, error=repr(exc)).exception("component failed to stop")
+            self.stopped.append(name)
         logger.info("controller stopped")
 
     def run(self) -> int:
-        """Start, then serve until SIGTERM or SIGINT; stop cleanly."""
+        """Start, then serve until SIGTERM or SIGINT; stop cleanly. 1 when it cannot start (a port taken)."""
         done = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: done.set())
-        self.start()
+        try:
+            self.start()
+        except Exception as exc:  # e.g. a listener's port is taken
+            logger.bind(error=str(exc) or repr(exc)).error("controller failed to start")
+            self.stop()
+            return 1
         try:
             done.wait()
         finally:
@@ -438,4 +498,9 @@ def _forwarder(supervisor: pykka.ActorRef[Any], kind: str) -> Callable[[WatchEve
 def run_controller(settings: Settings) -> int:
     """Entry point of `lbc controller`."""
     logger.bind(pid=os.getpid()).info("controller starting")
-    return Controller(settings).run()
+    try:
+        controller = Controller(settings)
+    except Exception as exc:  # e.g. no usable kubeconfig
+        logger.bind(error=str(exc) or repr(exc)).error("controller failed to start")
+        return 1
+    return controller.run()

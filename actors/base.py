@@ -12,6 +12,9 @@ input. A reconcile ends in one of the outcomes of `actors.errors`:
 New input always reconciles at once, cancelling a pending retry (as a controller-runtime queue does), but the
 failure count only resets on success. The actor never dies silently: every exception of a handler is caught,
 logged with the actor's kind and key, and published on the StatusBoard. Subclasses implement `reconcile()`.
+
+Given a `ReconcileMetrics` (shared by every actor of the process), each finished reconcile is counted by kind
+and outcome with its duration, and the actor's state is counted in the live-actors gauge until it stops or dies.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from loguru import logger
 from pyrsistent import PClass, field
 
 from actors.errors import Outcome, PermanentError, RequeueAfter, classify
+from actors.metrics import ReconcileMetrics
 from actors.status import ActorState, ActorStatus, StatusBoard
 from actors.timers import Cancellable, Timers
 
@@ -69,6 +73,7 @@ class ReconcilingActor(pykka.ThreadingActor):
         board: StatusBoard,
         snapshot: Any = None,
         supervisor: pykka.ActorRef[Any] | None = None,
+        metrics: ReconcileMetrics | None = None,
     ) -> None:
         super().__init__()
         if not backoff:
@@ -79,6 +84,8 @@ class ReconcilingActor(pykka.ThreadingActor):
         self._backoff = backoff
         self._board = board
         self._supervisor = supervisor
+        self._metrics = metrics
+        self._counted_state: str | None = None  # the state this actor is counted in by the live-actors gauge
         self._log = logger.bind(actor=self.kind, key=key)
         self._run_queued = False
         self._wake_token = 0
@@ -109,6 +116,7 @@ class ReconcilingActor(pykka.ThreadingActor):
         error = f"{exception_type.__name__}: {exception_value}"
         self._publish(state="failed", last_error=error)
         self._board.remove(self.kind, self.key)
+        self._count_state(None)
         if self._supervisor is not None:
             try:
                 self._supervisor.tell(ChildFailed(actor_kind=self.kind, key=self.key, error=error))
@@ -151,12 +159,16 @@ class ReconcilingActor(pykka.ThreadingActor):
         started = time.time()
         self._publish(state="reconciling", last_start=started, next_retry=None)
         self._log.debug("reconciling")
+        clock = time.perf_counter()
+        error: Exception | None = None
         try:
             self.reconcile(self.snapshot)
         except Exception as exc:
-            self._finish(started, classify(exc), exc)
-        else:
-            self._finish(started, Outcome.SUCCEEDED, None)
+            error = exc
+        outcome = Outcome.SUCCEEDED if error is None else classify(error)
+        if self._metrics is not None:
+            self._metrics.reconciled(self.kind, outcome, time.perf_counter() - clock)
+        self._finish(started, outcome, error)
 
     def _finish(self, started: float, outcome: Outcome, exc: Exception | None) -> None:
         reconciles = self._status.reconciles + 1
@@ -219,6 +231,12 @@ class ReconcilingActor(pykka.ThreadingActor):
         self._status = replace(self._status, details=tuple(sorted(self.details().items())), **changes)
         inbox = cast("queue.Queue[Any]", self.actor_inbox)  # pykka's threading inbox is a Queue
         self._board.publish(self._status, inbox.qsize)
+        self._count_state(None if self._status.state == "stopped" else self._status.state)
+
+    def _count_state(self, state: str | None) -> None:
+        if self._metrics is not None and state != self._counted_state:
+            self._metrics.moved(self.kind, self._counted_state, state)
+            self._counted_state = state
 
     @property
     def status(self) -> ActorStatus:

@@ -3,11 +3,17 @@
 Why it exists: an actor system is opaque from outside; this server lets an operator (or a test) see each
 actor's state without asking the actor (which may be busy), and gives the kubelet its probes.
 
-What it owns: parsing `host:port` addresses (`:8080` means every interface, as upstream), the routes, and the
-server's thread. It reads the actors' state through anything shaped like `actors.status.StatusBoard`
-(`all()`, `get(kind, key)`), typed here by a Protocol so that this layer never imports `actors`.
+What it owns: parsing `host:port` addresses (`:8080` means every interface, as upstream; `0` means "no
+listener", as controller-runtime), the routes, and the server's thread. One server may be restricted to some
+routes: the controller runs three, as upstream plus ours — `--metrics-bind-addr` (`METRICS_ROUTES` only),
+`--health-probe-bind-addr` (`PROBE_ROUTES` only), both on every interface by default, and `--debug-addr`
+(everything, loopback by default) — so that actor internals are never exposed on all interfaces.
 
-Routes (GET only; other methods get a JSON 405 once their body has been read):
+It reads the actors' state through anything shaped like `actors.status.StatusBoard` (`all()`,
+`get(kind, key)`), typed here by a Protocol so that this layer never imports `actors`.
+
+Routes (GET only; other methods get a JSON 405 once their body has been read; a route the server is not
+serving is a 404, exactly like an unknown path):
   /                         a self-contained HTML dashboard polling /actors every 2 s
   /actors                   every actor's status (JSON list); `?kind=` and `?state=` filter it
   /actors/<kind>/<key>      one actor's status; the key may contain `/` and may be percent-encoded
@@ -22,7 +28,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
@@ -34,6 +40,13 @@ from prometheus_client.exposition import choose_encoder
 
 DEFAULT_DEBUG_ADDR = "127.0.0.1:8099"
 
+#: Route names (the first path segment): every route a server can serve.
+ALL_ROUTES = frozenset({"/", "/actors", "/debug", "/metrics", "/healthz", "/readyz"})
+#: What the `--metrics-bind-addr` listener serves.
+METRICS_ROUTES = frozenset({"/metrics"})
+#: What the `--health-probe-bind-addr` listener serves.
+PROBE_ROUTES = frozenset({"/healthz", "/readyz"})
+
 ReadyCheck = Callable[[], bool | tuple[bool, str]]
 Provider = Callable[[], Any]
 
@@ -44,6 +57,19 @@ class StatusSource(Protocol):
     def all(self) -> list[dict[str, Any]]: ...
 
     def get(self, kind: str, key: str) -> dict[str, Any] | None: ...
+
+
+def is_disabled(address: str) -> bool:
+    """Whether a bind address asks for no listener at all (`0`, as controller-runtime's bind addresses)."""
+    return address.strip() == "0"
+
+
+def route_of(path: str) -> str:
+    """The route name (one of ALL_ROUTES, or the path itself when unknown) that serves `path`."""
+    if path == "/":
+        return "/"
+    first = "/" + path.lstrip("/").partition("/")[0]
+    return first if first in ALL_ROUTES else path
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -142,7 +168,11 @@ def _text(status: int, text: str) -> Response:
 
 
 class DebugServer:
-    """The debug HTTP server on its own daemon thread; `start()` binds (then `.port` is known), `stop()` joins."""
+    """The debug HTTP server on its own daemon thread.
+
+    `start()` binds (then `.port` is known), `stop()` joins. `routes` restricts what it serves (a subset of ALL_ROUTES; default: everything); `name` names it in logs
+    and in its thread's name.
+    """
 
     def __init__(
         self,
@@ -152,9 +182,16 @@ class DebugServer:
         registry: CollectorRegistry = REGISTRY,
         ready: ReadyCheck | None = None,
         extra: Mapping[str, Provider] | None = None,
+        routes: Collection[str] = ALL_ROUTES,
+        name: str = "debug",
     ) -> None:
+        unknown = set(routes) - ALL_ROUTES
+        if unknown:
+            raise ValueError(f"unknown routes {sorted(unknown)}; known: {sorted(ALL_ROUTES)}")
         self._board = board
         self._host, self._requested_port = parse_address(address)
+        self._routes = frozenset(routes)
+        self.name = name
         self._registry = registry
         self._ready = ready
         self._extra = dict(extra or {})
@@ -164,24 +201,30 @@ class DebugServer:
     # --- lifecycle ------------------------------------------------------------------------------------------
     def start(self) -> None:
         if self._server is not None:
-            raise RuntimeError("the debug server is already started")
+            raise RuntimeError(f"the {self.name} server is already started")
         self._server = _Server((self._host, self._requested_port), self)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name="debug-http", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"{self.name}-http",
+            daemon=True,
         )
         self._thread.start()
-        logger.bind(host=self._host, port=self.port).info("debug server started")
+        logger.bind(server=self.name, host=self._host, port=self.port, routes=sorted(self._routes)).info(
+            "http server started"
+        )
 
     def stop(self, timeout: float = 5.0) -> None:
         server, thread = self._server, self._thread
         if server is None or thread is None:
             return
-        logger.bind(port=self.port).info("debug server stopping")
+        log = logger.bind(server=self.name, port=self.port)
+        log.info("http server stopping")
         server.shutdown()
         server.server_close()
         thread.join(timeout)
         self._server = self._thread = None
-        logger.info("debug server stopped")
+        log.info("http server stopped")
 
     def __enter__(self) -> DebugServer:
         self.start()
@@ -194,7 +237,7 @@ class DebugServer:
     def port(self) -> int:
         """The bound port (the one chosen by the OS when 0 was asked for)."""
         if self._server is None:
-            raise RuntimeError("the debug server is not started")
+            raise RuntimeError(f"the {self.name} server is not started")
         return int(self._server.server_address[1])
 
     @property
@@ -207,10 +250,17 @@ class DebugServer:
         self._extra[name] = provider
 
     # --- routing --------------------------------------------------------------------------------------------
+    @property
+    def routes(self) -> frozenset[str]:
+        """The routes this server serves."""
+        return self._routes
+
     def route(self, raw_path: str, *, accept: str | None = None) -> Response:
         """Answer one GET: (status, content type, body). Public so that it can be tested without a socket."""
         parts = urlsplit(raw_path)
         path, query = parts.path, parse_qs(parts.query)
+        if route_of(path) not in self._routes:
+            return _json(HTTPStatus.NOT_FOUND, {"error": f"no route for {path}"})
         if path == "/":
             return (HTTPStatus.OK, "text/html; charset=utf-8", DASHBOARD_HTML.encode())
         if path in ("/actors", "/actors/"):

@@ -48,6 +48,8 @@ ACM_CERTIFICATE_STATUS_ISSUED = "ISSUED"
 
 # --- Tracking tags and stack labels (§4.7, §4.10) ----------------------------------------------------------
 TAG_K8S_CLUSTER = "elbv2.k8s.aws/cluster"  # every AWS resource we create: the cluster name
+TAG_K8S_RESOURCE = "elbv2.k8s.aws/resource"  # cluster-wide resources: "backend-sg"
+TAG_VALUE_BACKEND_SG = "backend-sg"
 INGRESS_TRACKING_PREFIX = "ingress.k8s.aws"
 TAG_INGRESS_STACK = INGRESS_TRACKING_PREFIX + "/stack"  # the stack id: group name or `namespace/name`
 TAG_INGRESS_RESOURCE = INGRESS_TRACKING_PREFIX + "/resource"  # the resource id inside the stack

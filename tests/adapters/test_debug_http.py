@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from actors.status import ActorStatus, StatusBoard
-from adapters.debug_http import DebugServer, parse_address
+from adapters.debug_http import METRICS_ROUTES, PROBE_ROUTES, DebugServer, is_disabled, parse_address
 
 
 class FakeBoard:
@@ -221,3 +221,39 @@ def test_parse_address(address: str, expected: tuple[str, int]) -> None:
 def test_parse_address_rejects_malformed(address: str) -> None:
     with pytest.raises(ValueError, match="invalid address"):
         parse_address(address)
+
+
+@pytest.mark.parametrize(
+    ("routes", "served", "hidden"),
+    [
+        (METRICS_ROUTES, ["/metrics"], ["/", "/actors", "/actors/tg/ns/name", "/debug/gateway", "/healthz"]),
+        (PROBE_ROUTES, ["/healthz", "/readyz"], ["/", "/actors", "/actors?kind=tg", "/debug", "/metrics"]),
+    ],
+)
+def test_a_restricted_server_serves_only_its_routes(
+    registry: CollectorRegistry, routes: frozenset[str], served: list[str], hidden: list[str]
+) -> None:
+    board = FakeBoard(INGRESS, BINDING)
+    extra = {"gateway": lambda: {"in_flight": 2}}
+    with DebugServer(board, address="127.0.0.1:0", registry=registry, extra=extra, routes=routes) as server:
+        client = Client(server.port)
+        try:
+            answers = {path: client.request(path) for path in served + hidden}
+        finally:
+            client.conn.close()
+    assert server.routes == routes
+    assert {path: answers[path][0] for path in served} == dict.fromkeys(served, 200)
+    assert {path: answers[path][0] for path in hidden} == dict.fromkeys(hidden, 404)
+    assert all(b"my-ing" not in answers[path][2] for path in hidden)
+
+
+def test_unknown_route_names_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown routes"):
+        DebugServer(FakeBoard(), address="127.0.0.1:0", registry=CollectorRegistry(), routes={"/secrets"})
+
+
+@pytest.mark.parametrize(
+    ("address", "disabled"), [("0", True), (" 0 ", True), (":0", False), (":8080", False)]
+)
+def test_zero_disables_a_listener(address: str, disabled: bool) -> None:
+    assert is_disabled(address) is disabled

@@ -1,8 +1,9 @@
 """`lbc controller` as a process, against `lbc apiserver` (in-process emulator) and the AWS sandbox.
 
 The controller is started exactly as a user would (the CLI, a kubeconfig, AWS_ENDPOINT_URL) and observed only
-through its debug port: readiness after the first LISTs, an IngressGroupActor per Ingress group, survival of an
-API server outage that comes back with a new history, and a clean exit on SIGTERM.
+through its listeners: readiness after the first LISTs, an IngressGroupActor per Ingress group, survival of an
+API server outage that comes back with a new history, and a clean exit on SIGTERM; the metrics and probe
+listeners serve their routes and nothing of the actors' internals.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ class World:
         self.kubeconfig = tmp / "kubeconfig"
         self.aws = aws
         self.debug = f"http://127.0.0.1:{free_port()}"
+        self.metrics = f"http://127.0.0.1:{free_port()}"
+        self.probes = f"http://127.0.0.1:{free_port()}"
         self.server: ApiServer | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.log = tmp / "controller.log"
@@ -84,6 +87,8 @@ class World:
             sys.executable, "-m", "cli", "controller", "--cluster-name", "e2e",
             "--kubeconfig", str(self.kubeconfig), "--enable-leader-election", "false",
             "--debug-addr", self.debug.removeprefix("http://"), "--aws-region", self.aws.region,
+            "--metrics-bind-addr", self.metrics.removeprefix("http://"),
+            "--health-probe-bind-addr", self.probes.removeprefix("http://"),
         ]  # fmt: skip
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -122,6 +127,29 @@ def ingress(name: str) -> dict[str, Any]:
     }
 
 
+def reconciles(metrics_text: str, kind: str, outcome: str) -> float:
+    prefix = f'lbc_reconcile_total{{kind="{kind}",outcome="{outcome}"}} '
+    values = [
+        float(line.removeprefix(prefix)) for line in metrics_text.splitlines() if line.startswith(prefix)
+    ]
+    return values[0] if values else 0.0
+
+
+def check_listeners(world: World) -> None:
+    """Upstream's separate listeners: metrics only on one, probes only on the other; internals on neither."""
+    status, metrics = get(world.metrics + "/metrics")
+    assert status == 200
+    assert reconciles(metrics, "ingress-group", "succeeded") >= 1
+    assert "# TYPE lbc_actors gauge" in metrics
+    assert "# TYPE aws_api_calls_total counter" in metrics
+    assert "# TYPE aws_api_request_duration_seconds histogram" in metrics
+    assert get(world.probes + "/healthz") == (200, "ok")
+    assert get(world.probes + "/readyz") == (200, "ok")
+    for base, hidden in ((world.metrics, "/healthz"), (world.probes, "/metrics")):
+        for path in ("/actors", "/actors/ingress-group/default/first", "/debug/watchers", "/", hidden):
+            assert get(base + path)[0] == 404, (base, path)
+
+
 def test_controller_lifecycle_outage_and_shutdown(world: World) -> None:
     world.start_controller()
     eventually(lambda: get(world.debug + "/readyz")[0] == 200, timeout=30, what="controller ready")
@@ -134,6 +162,7 @@ def test_controller_lifecycle_outage_and_shutdown(world: World) -> None:
     net.delete_namespaced_ingress("first", "default")
     eventually(lambda: "default/first" not in world.actors("ingress-group"), timeout=15)
     api.close()
+    check_listeners(world)
 
     # The API server goes away; every watcher notices; it comes back empty, with a new history.
     def watcher_errors() -> dict[str, int]:
