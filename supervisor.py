@@ -27,7 +27,9 @@ from pyrsistent import PClass, PVector, field, pvector
 
 from actors.aws_gateway.facade import AwsGateway, start_gateway
 from actors.base import ChildFailed, Reconcile
-from actors.ingress_group.actor import IngressGroupActor
+from actors.facts import AwsFacts
+from actors.ingress_group.actor import IngressDeps, IngressGroupActor
+from actors.kube_writes import KubeWriter
 from actors.metrics import ReconcileMetrics
 from actors.status import ActorStatus, StatusBoard
 from actors.target_group.actor import TargetGroupActor
@@ -383,8 +385,14 @@ class Controller:
             "board": self.board,
             "metrics": self.reconcile_metrics,
         }
+        ingress_deps = IngressDeps(
+            settings=s,
+            gateway=gateway,
+            facts=AwsFacts(gateway, cluster_name=s.cluster_name),
+            writer=KubeWriter(self.kube),
+        )
         factories: dict[str, ChildFactory] = {
-            INGRESS_GROUP_ACTOR: lambda **kw: IngressGroupActor.start(**common, **kw),
+            INGRESS_GROUP_ACTOR: lambda **kw: IngressGroupActor.start(deps=ingress_deps, **common, **kw),
             TARGET_GROUP_ACTOR: lambda **kw: TargetGroupActor.start(**common, **kw),
         }
         supervisor = self.supervisor_ref = SupervisorActor.start(

@@ -68,6 +68,12 @@ DEFAULT_CIDR_IPV6 = "::/0"
 LB_ATTRIBUTE_DELETION_PROTECTION = "deletion_protection.enabled"
 ADDON_NONE = "none"  # wafv2-acl-arn / wafv2-acl-name / waf-acl-id value that means "no association"
 EVENT_REASON_FAILED_BUILD_MODEL = "FailedBuildModel"
+EVENT_REASON_FAILED_DEPLOY_MODEL = "FailedDeployModel"
+EVENT_REASON_SUCCESSFULLY_RECONCILED = "SuccessfullyReconciled"
+EVENT_REASON_FAILED_ADD_FINALIZER = "FailedAddFinalizer"
+EVENT_REASON_FAILED_REMOVE_FINALIZER = "FailedRemoveFinalizer"
+EVENT_REASON_FAILED_UPDATE_STATUS = "FailedUpdateStatus"
+EVENT_REASON_UNSUPPORTED_ANNOTATION = "UnsupportedAnnotation"  # ours: a feature lbc does not support yet
 
 # --- Ingress annotation keys (§1; parsed by model/ingress_config.py) ----------------------------------------
 _P = INGRESS_ANNOTATION_PREFIX
@@ -167,3 +173,4 @@ REDIRECT_DEFAULT_PORT = "#{port}"
 REDIRECT_DEFAULT_HOST = "#{host}"
 REDIRECT_DEFAULT_PATH = "/#{path}"
 REDIRECT_DEFAULT_QUERY = "#{query}"
+SHIELD_PROTECTION_NAME = "managed by aws-load-balancer-controller"  # CreateProtection's Name

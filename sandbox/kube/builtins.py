@@ -2,8 +2,10 @@
 
 `BuiltinHooks` plugs into the store (called with its lock held, so allocations are atomic): the namespaces
 that exist at start, Service cluster IPs (10.96.0.0/12) and NodePorts (30000-32767), Namespace/Pod/Secret
-defaults, webhook-configuration defaults, schema validation (422 with causes), and CustomResourceDefinitions
-turning into served resource types (with `Established`/`NamesAccepted` conditions) or ceasing to be served.
+defaults, webhook-configuration defaults, schema validation (422 with causes), custom objects pruned,
+defaulted and validated against their CRD version's compiled schema (`sandbox.kube.crd_schema`), and
+CustomResourceDefinitions turning into served resource types (with `Established`/`NamesAccepted` conditions)
+or ceasing to be served.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class BuiltinHooks:
 
     def prepare_update(self, store: Store, rt: ResourceType, old: Obj, new: Obj) -> None:
         self._default(store, rt, new, old)
-        self._validate(rt, new)
+        self._validate(rt, new, old)
 
     def after_write(self, store: Store, rt: ResourceType, obj: Obj, *, deleted: bool) -> None:
         if rt.storage_key != CRD_TYPE.storage_key:
@@ -53,8 +55,23 @@ class BuiltinHooks:
                 store.remove_all(removed)
             logger.bind(crd=name).info("custom resource definition no longer served")
         else:
-            store.registry.set_crd(name, crd_types(obj))
+            types = crd_types(obj)
+            store.registry.set_crd(name, types)
             logger.bind(crd=name).info("custom resource definition served")
+            self._default_stored(store, obj, types)
+
+    @staticmethod
+    def _default_stored(store: Store, crd: Obj, types: list[ResourceType]) -> None:
+        """Objects read after a CRD change carry the storage version's (new) defaults, as real reads do."""
+        storage = next((v.get("name") for v in crd["spec"].get("versions") or [] if v.get("storage")), None)
+        for rt in types:
+            if rt.version == storage and rt.schema is not None and rt.schema.has_defaults:
+                changed = store.refresh(rt, rt.schema.apply_defaults)
+                logger.bind(crd=crd["metadata"]["name"], objects=changed).debug("stored objects defaulted")
+            if rt.schema is not None and rt.schema.skipped_rules:
+                logger.bind(
+                    crd=crd["metadata"]["name"], version=rt.version, rules=rt.schema.skipped_rules
+                ).info("CEL validation rules are not evaluated by the emulator")
 
     # ---------------------------------------------------------------------------------------- defaults
     def _default(self, store: Store, rt: ResourceType, obj: Obj, old: Obj | None) -> None:
@@ -224,8 +241,16 @@ class BuiltinHooks:
         }
 
     # -------------------------------------------------------------------------------------- validation
-    def _validate(self, rt: ResourceType, obj: Obj) -> None:
-        causes = list(schema.validate(obj)) if not rt.is_crd else []
+    def _validate(self, rt: ResourceType, obj: Obj, old: Obj | None = None) -> None:
+        if rt.is_crd:
+            causes = list(rt.schema.admit(obj).causes) if rt.schema is not None else []
+            if causes and old is not None and rt.schema is not None:
+                # Ratcheting (on by default since 1.30): a problem the stored object already had is no reason
+                # to refuse an update, so objects made invalid by a stricter CRD can still be changed.
+                before = set(rt.schema.validate(old))
+                causes = [c for c in causes if c not in before]
+        else:
+            causes = list(schema.validate(obj))
         if rt.storage_key == CRD_TYPE.storage_key:
             causes.extend(_crd_problems(obj))
         elif rt.kind == "Ingress" and rt.group == "networking.k8s.io":

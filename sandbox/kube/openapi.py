@@ -67,8 +67,22 @@ def definition_key(rt: ResourceType) -> str:
     return f"{reversed_group}.{rt.version}.{rt.kind}"
 
 
+def _int_or_string_refs(node: Any) -> Any:
+    """A CRD schema with each `x-kubernetes-int-or-string` node pointing at the IntOrString definition, so
+    `kubectl explain` shows `<IntOrString>` (as for built-in kinds) rather than `<Object>`."""
+    if isinstance(node, list):
+        return [_int_or_string_refs(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _int_or_string_refs(v) for k, v in node.items()}
+    if out.get("x-kubernetes-int-or-string") is True and "type" not in out:
+        out.pop("anyOf", None)
+        out["allOf"] = [{"$ref": _V2_REF + schema.INT_OR_STRING}, *out.get("allOf", [])]
+    return out
+
+
 def _crd_definition(rt: ResourceType, crd_schema: Mapping[str, Any] | None) -> Doc:
-    body: Doc = json.loads(json.dumps(crd_schema)) if crd_schema else {"type": "object"}
+    body: Doc = _int_or_string_refs(json.loads(json.dumps(crd_schema))) if crd_schema else {"type": "object"}
     body.setdefault("type", "object")
     props: Doc = body.setdefault("properties", {})
     props["apiVersion"] = {"type": "string"}
@@ -156,6 +170,17 @@ def _to_v3(node: Any) -> Any:
     if isinstance(node, list):
         return [_to_v3(v) for v in node]
     return node
+
+
+def _v3_definition(name: str, body: Any) -> Any:
+    """A definition as the v3 document has it; IntOrString is typeless there (`oneOf` integer|string)."""
+    if name == schema.INT_OR_STRING:
+        return {
+            "description": body.get("description", "An int or a string."),
+            "format": "int-or-string",
+            "oneOf": [{"type": "integer"}, {"type": "string"}],
+        }
+    return _to_v3(body)
 
 
 def _v3_operation(operation: Mapping[str, Any]) -> Doc:
@@ -250,7 +275,7 @@ class OpenApi:
                     path: {method: _v3_operation(op) for method, op in ops.items()}
                     for path, ops in paths.items()
                 },
-                "components": {"schemas": {name: _to_v3(body) for name, body in defs.items()}},
+                "components": {"schemas": {name: _v3_definition(name, body) for name, body in defs.items()}},
             }
 
         return self._cached(f"v3/{group}/{version}", build)

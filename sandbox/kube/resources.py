@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.kube.crd_schema import StructuralSchema, compile_schema
+
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
 
@@ -45,6 +47,9 @@ class ResourceType:
     printer_columns: tuple[PrinterColumn, ...] | None = None
     is_crd: bool = False
     extra_subresources: tuple[str, ...] = field(default=())
+    # A CRD version's compiled openAPIV3Schema (None: objects are stored as they come). Compiled once per
+    # CRD write (each resourceVersion), when `crd_types` builds the served types; not part of equality.
+    schema: StructuralSchema | None = field(default=None, compare=False, repr=False)
 
     @property
     def api_version(self) -> str:
@@ -149,7 +154,7 @@ CRD_TYPE = BUILTIN_TYPES[-1]
 
 
 def crd_types(crd: Mapping[str, Any]) -> list[ResourceType]:
-    """The resource types a CustomResourceDefinition serves: one per served version."""
+    """The resource types a CustomResourceDefinition serves: one per served version, schema compiled."""
     spec = crd.get("spec") or {}
     names = spec.get("names") or {}
     types = []
@@ -182,6 +187,7 @@ def crd_types(crd: Mapping[str, Any]) -> list[ResourceType]:
                 reset_status_on_create="status" in subresources,
                 printer_columns=columns,
                 is_crd=True,
+                schema=compile_schema((version.get("schema") or {}).get("openAPIV3Schema")),
             )
         )
     return types

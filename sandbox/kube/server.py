@@ -257,7 +257,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("Cache-Control", "no-cache, private")
         for warning in warnings:
-            self.send_header("Warning", f'299 - "{warning}"')
+            quoted = warning.replace("\\", "\\\\").replace('"', '\\"')  # RFC 7234 quoted-string
+            self.send_header("Warning", f'299 - "{quoted}"')
         self.end_headers()
         self.wfile.write(payload)
 

@@ -67,6 +67,8 @@ def not_found(rt: ResourceType, name: str) -> ApiError:
 def invalid(rt: ResourceType, name: str, causes: Iterable[tuple[str, str]]) -> ApiError:
     causes = list(causes)
     text = ", ".join(f"{path}: {msg}" if path else msg for path, msg in causes)
+    if len(causes) > 1:
+        text = f"[{text}]"  # how the apiserver prints an aggregate of several field errors
     return ApiError(
         422,
         "Invalid",
@@ -87,6 +89,8 @@ def _cause_reason(message: str) -> str:
         ("Duplicate value", "FieldValueDuplicate"),
         ("Forbidden", "FieldValueForbidden"),
         ("Invalid value", "FieldValueInvalid"),
+        ("Too long", "FieldValueTooLong"),
+        ("Too many", "FieldValueTooMany"),
     ):
         if message.startswith(prefix):
             return reason
@@ -468,6 +472,20 @@ class Store:
         if key[0]:
             self._finish_namespace(key[0])
         return obj
+
+    def refresh(self, rt: ResourceType, change: Callable[[Obj], bool]) -> int:
+        """Re-derive stored objects in place (same resourceVersion, no event): what a read-time step, such as
+        applying a CRD's new defaults, would make every read return. `change` gets a private copy and says
+        whether it changed it. Returns how many objects changed."""
+        changed = 0
+        with self.lock:
+            bucket = self.bucket(rt)
+            for key, entry in list(bucket.objects.items()):
+                obj = copy.deepcopy(entry.obj)
+                if change(obj):
+                    bucket.objects[key] = Entry(obj)
+                    changed += 1
+        return changed
 
     def remove_all(self, rt: ResourceType) -> None:
         """Drop every object of a type, ignoring finalizers (a deleted CRD takes its objects with it)."""

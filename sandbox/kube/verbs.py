@@ -3,8 +3,9 @@
 `Verbs` turns a parsed request (resource type, namespace, name, query, body) into a `Reply` (status code and
 a JSON-able body or pre-encoded bytes) or, for watches, a stream of encoded event lines. It owns the
 semantics the HTTP layer must not care about: selectors, pagination, Table output, watch filtering with
-selector transitions and bookmarks, patch read-modify-write with retries, and the admission chain, which
-runs outside the store's lock with the webhook configurations currently stored.
+selector transitions and bookmarks, patch read-modify-write with retries, the decoding of custom objects
+(unknown fields pruned and reported as `fieldValidation` asks), and the admission chain, which runs outside
+the store's lock with the webhook configurations currently stored.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sandbox.kube.store import ApiError, Entry, Obj, Store
 
 Query = Mapping[str, str]
 DEFAULT_WATCH_TIMEOUT = 1800.0
+FIELD_VALIDATION = ("Ignore", "Strict", "Warn")
 
 
 @dataclasses.dataclass
@@ -271,18 +273,48 @@ class Verbs:
         body = req.json_body()
         if not isinstance(body, dict):
             raise ApiError(400, "BadRequest", "the body of the request must be a JSON object")
+        warnings = self._decode(req, body, patched=False)
         body = self._mutate("CREATE", req, body, None)
         if self._validating():
             dry = self.store.create(req.rt, req.namespace, body, dry_run=True)
             self._validate("CREATE", req, dry, None)
         created = self.store.create(req.rt, req.namespace, body, dry_run=req.dry_run)
-        return Reply(201, created)
+        return Reply(201, created, warnings=warnings)
 
     def update(self, req: Request) -> Reply:
         body = req.json_body()
         if not isinstance(body, dict):
             raise ApiError(400, "BadRequest", "the body of the request must be a JSON object")
-        return Reply(200, self._write(req, body, self.store.get(req.rt, req.namespace, req.name)))
+        warnings = self._decode(req, body, patched=False)
+        return Reply(
+            200, self._write(req, body, self.store.get(req.rt, req.namespace, req.name)), warnings=warnings
+        )
+
+    def _decode(self, req: Request, body: Obj, *, patched: bool) -> tuple[str, ...]:
+        """What decoding a custom object does: drop the fields its schema does not declare, reported as the
+        request's `fieldValidation` says (Strict: 400, Warn (the default): Warning headers, Ignore: nothing).
+        Defaults and validation follow in the store (`BuiltinHooks`), after mutating admission."""
+        schema = req.rt.schema
+        if schema is None:
+            return ()
+        directive = req.query.get("fieldValidation") or "Warn"
+        if directive not in FIELD_VALIDATION:
+            raise ApiError(
+                400,
+                "BadRequest",
+                f'fieldValidation: Unsupported value: "{directive}": supported values: "Ignore", "Strict", "Warn"',
+            )
+        unknown = schema.prune(body)
+        if not unknown or directive == "Ignore":
+            return ()
+        problems = [f'unknown field "{path}"' for path in unknown]
+        if directive == "Warn":
+            return tuple(problems)
+        message = "strict decoding error: " + ", ".join(problems)
+        if not patched:
+            kind, version = req.rt.kind, req.rt.version
+            message = f'{kind} in version "{version}" cannot be handled as a {kind}: {message}'
+        raise ApiError(400, "BadRequest", message)
 
     def _write(self, req: Request, new: Obj, old: Obj) -> Obj:
         new = self._mutate("UPDATE", req, new, old)
@@ -325,12 +357,13 @@ class Verbs:
             except PatchError as exc:
                 reason = {415: "UnsupportedMediaType", 400: "BadRequest"}.get(exc.status_code, "Invalid")
                 raise ApiError(exc.status_code, reason, str(exc)) from exc
+            warnings = self._decode(req, new, patched=True)
             meta = new.setdefault("metadata", {})
             user_rv = meta.get("resourceVersion") not in (None, "", current_rv)
             if not user_rv:
                 meta["resourceVersion"] = current_rv
             try:
-                return Reply(200, self._write(req, new, current))
+                return Reply(200, self._write(req, new, current), warnings=warnings)
             except ApiError as err:
                 if err.code != 409 or user_rv or err.reason != "Conflict" or attempt == 19:
                     raise

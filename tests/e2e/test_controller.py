@@ -8,112 +8,20 @@ listeners serve their routes and nothing of the actors' internals.
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import socket
-import subprocess
-import sys
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from sandbox.aws import AwsSandbox
-from sandbox.kube.main import ApiServer
-from tests.support.crds import apply_crds
-from tests.support.kube import make_api_client
 from tests.support.wait import eventually
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def get(url: str) -> tuple[int, Any]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            body = response.read()
-            return response.status, json.loads(body) if body.startswith((b"{", b"[")) else body.decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError as exc:
-        return 0, str(exc)
-
-
-class World:
-    """An emulator on a fixed port (so it can be restarted in place) and the controller process."""
-
-    def __init__(self, tmp: Path, aws: AwsSandbox) -> None:
-        self.port = free_port()
-        self.kubeconfig = tmp / "kubeconfig"
-        self.aws = aws
-        self.debug = f"http://127.0.0.1:{free_port()}"
-        self.metrics = f"http://127.0.0.1:{free_port()}"
-        self.probes = f"http://127.0.0.1:{free_port()}"
-        self.server: ApiServer | None = None
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log = tmp / "controller.log"
-
-    def start_apiserver(self) -> None:
-        self.server = ApiServer(port=self.port).start()
-        self.server.write_kubeconfig(str(self.kubeconfig))
-        api = make_api_client(self.server)
-        try:
-            apply_crds(api)
-            client.NetworkingV1Api(api).create_ingress_class(
-                {"metadata": {"name": "alb"}, "spec": {"controller": "ingress.k8s.aws/alb"}}
-            )
-        finally:
-            api.close()
-
-    def stop_apiserver(self) -> None:
-        if self.server is not None:
-            self.server.stop()
-            self.server = None
-
-    def start_controller(self) -> None:
-        env = {**os.environ, **self.aws.client_env(), "PYTHONUNBUFFERED": "1"}
-        args = [
-            sys.executable, "-m", "cli", "controller", "--cluster-name", "e2e",
-            "--kubeconfig", str(self.kubeconfig), "--enable-leader-election", "false",
-            "--debug-addr", self.debug.removeprefix("http://"), "--aws-region", self.aws.region,
-            "--metrics-bind-addr", self.metrics.removeprefix("http://"),
-            "--health-probe-bind-addr", self.probes.removeprefix("http://"),
-        ]  # fmt: skip
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-    def api(self) -> client.ApiClient:
-        assert self.server is not None
-        return make_api_client(self.server)
-
-    def actors(self, kind: str) -> set[str]:
-        status, body = get(self.debug + "/actors")
-        assert status == 200, body
-        return {a["key"] for a in body if a["kind"] == kind}
+from tests.support.world import World, get
 
 
 @pytest.fixture
-def world(tmp_path: Path, aws_sandbox: AwsSandbox) -> Iterator[World]:
-    w = World(tmp_path, aws_sandbox)
-    w.start_apiserver()
-    try:
-        yield w
-    finally:
-        if w.process is not None and w.process.poll() is None:
-            w.process.kill()
-            w.process.wait(10)
-        w.stop_apiserver()
+def world(make_world: Any) -> World:
+    built: World = make_world()
+    return built
 
 
 def ingress(name: str) -> dict[str, Any]:
@@ -159,6 +67,12 @@ def test_controller_lifecycle_outage_and_shutdown(world: World) -> None:
     net = client.NetworkingV1Api(api)
     net.create_namespaced_ingress("default", ingress("first"))
     eventually(lambda: "default/first" in world.actors("ingress-group"), timeout=15)
+
+    def reconciled() -> bool:
+        actor = world.actor("ingress-group", "default/first")
+        return actor is not None and actor["last_outcome"] == "succeeded"
+
+    eventually(reconciled, timeout=30)
     net.delete_namespaced_ingress("first", "default")
     eventually(lambda: "default/first" not in world.actors("ingress-group"), timeout=15)
     api.close()

@@ -7,6 +7,7 @@ both kinds through the official client and through kubectl.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -341,11 +342,6 @@ def test_objects_through_custom_objects_api(api_client: client.ApiClient, namesp
     assert as_alpha["spec"]["serviceRef"] == {"name": "web", "port": "http"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the emulator does not validate custom objects against the CRD's openAPIV3Schema yet; "
-    "drop this marker when it does",
-)
 def test_emulator_rejects_an_object_that_breaks_the_schema(
     api_client: client.ApiClient, namespace: str
 ) -> None:
@@ -355,6 +351,10 @@ def test_emulator_rejects_an_object_that_breaks_the_schema(
             GROUP, "v1beta1", namespace, "targetgroupbindings", tgb_body("bad", targetType="pod")
         )
     assert raised.value.status == 422
+    status = json.loads(raised.value.body or "{}")
+    assert status["reason"] == "Invalid" and [
+        (c["field"], c["message"]) for c in status["details"]["causes"]
+    ] == [("spec.targetType", 'Unsupported value: "pod": supported values: "instance", "ip"')]
 
 
 def _table(text: str) -> list[list[str]]:
