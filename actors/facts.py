@@ -35,6 +35,7 @@ CERTIFICATE_LIST_TTL = 60.0  # upstream: ListCertificates cached 1 min
 CERTIFICATE_DETAIL_TTL = 3600.0  # upstream: 5 min (imported) .. 10 h (Amazon-issued)
 NAMES_TTL = 1200.0  # upstream: target group names 20 min
 WAF_TTL = 3600.0
+SHIELD_TTL = 7200.0
 BACKEND_SG_DESCRIPTION = "[k8s] Shared Backend SecurityGroup for LoadBalancer"
 
 
@@ -152,6 +153,15 @@ class AwsFacts:
             return ""
 
         return self._cached(("web-acl-arn", name), WAF_TTL, fetch)
+
+    def shield_subscription_active(self) -> bool:
+        """Whether the account has Shield Advanced (upstream caches this 2 h); Shield is left alone otherwise."""
+
+        def fetch() -> bool:
+            answer = self._gateway.call("shield", "GetSubscriptionState", {})
+            return answer.get("SubscriptionState") == "ACTIVE"
+
+        return self._cached(("shield-subscription",), SHIELD_TTL, fetch)
 
     # -- the shared backend security group ---------------------------------------------------------------
     def backend_security_group(self, vpc_id: str) -> str:

@@ -18,6 +18,7 @@ from actors.aws_gateway.facade import AwsGateway
 from model.constants import TAG_INGRESS_STACK, TAG_K8S_CLUSTER
 from model.objects import KubeObject
 from model.observe import ObservedStack, observe_stack
+from model.stack import AddOns
 from model.throttle import AwsApiError
 
 _TAGS_CHUNK = 20  # DescribeTags takes at most 20 ARNs
@@ -146,3 +147,29 @@ def observe_group_stack(
         security_groups=security_groups,
         bindings=bindings,
     )
+
+
+def observe_add_ons(gateway: AwsGateway, lb_arn: str, managed: AddOns) -> tuple[AddOns, str]:
+    """What the load balancer has of the add-ons the desired stack manages (None where not managed), and its
+    Shield protection id ("" when none)."""
+    wafv2: str | None = None
+    waf_classic: str | None = None
+    shield: bool | None = None
+    protection_id = ""
+    if managed.wafv2_acl_arn is not None:
+        answer = gateway.call("wafv2", "GetWebACLForResource", {"ResourceArn": lb_arn})
+        wafv2 = str((answer.get("WebACL") or {}).get("ARN") or "")
+    if managed.waf_classic_acl_id is not None:
+        answer = gateway.call("waf-regional", "GetWebACLForResource", {"ResourceArn": lb_arn})
+        waf_classic = str((answer.get("WebACLSummary") or {}).get("WebACLId") or "")
+    if managed.shield_protection is not None:
+        try:
+            answer = gateway.call("shield", "DescribeProtection", {"ResourceArn": lb_arn})
+            protection_id = str((answer.get("Protection") or {}).get("Id") or "")
+        except AwsApiError as exc:
+            if exc.code != "ResourceNotFoundException":
+                raise
+        shield = bool(protection_id)
+    return AddOns(
+        wafv2_acl_arn=wafv2, waf_classic_acl_id=waf_classic, shield_protection=shield
+    ), protection_id
