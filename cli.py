@@ -133,9 +133,82 @@ def _run_controller(args: argparse.Namespace) -> int:
         print(f"lbc controller: {exc} (see lbc controller --help)", file=sys.stderr)
         return 2
     setup_logging(level=settings.log_level)
-    from supervisor import run_controller
+    from controller import run_controller
 
     return run_controller(settings)
+
+
+PLAN_EPILOG = """\
+examples:
+  lbc plan -f ingress.yaml --cluster-name demo --aws-vpc-id vpc-0abc        # the manifests alone are the cluster
+  kubectl kustomize overlays/prod | lbc plan -f - --cluster-name prod --kubeconfig ~/.kube/config
+  lbc plan -f app.yaml --cluster-name demo --kubeconfig k.yaml --detailed-exitcode || echo "changes or errors"
+
+Each IngressGroup the manifests concern gets a header, one line per AWS change in the order the controller would
+make it (+ create, ~ update, - delete, -/+ replace), problems with its members (! namespace/name: Reason: ...),
+or "no changes"; a last line sums them up. Exit status: 0 planned, 1 error (a group could not be planned, AWS or
+the cluster could not be read), 2 planned with changes when --detailed-exitcode is given.
+"""
+
+
+def _add_plan(sub: argparse._SubParsersAction[_Parser]) -> None:
+    from settings import BUILD_FLAG_SECTIONS, add_controller_flags
+
+    p = sub.add_parser(
+        "plan",
+        help="print the AWS changes some manifests would cause, applying nothing",
+        description=(
+            "Show what the controller would change in AWS if these manifests were applied: the same build "
+            "and plan as `lbc controller`, against the AWS resources as they are now, with AWS read calls "
+            "only and no write anywhere. With --kubeconfig the manifests are laid over the cluster's current "
+            "objects (as kubectl diff does); without it they are the whole cluster, so include the "
+            "IngressClass of your Ingresses (or use the kubernetes.io/ingress.class annotation) and set "
+            "--aws-vpc-id unless Nodes are included. AWS comes from the standard AWS variables "
+            "(AWS_ENDPOINT_URL, AWS_REGION, credentials)."
+        ),
+        usage="%(prog)s -f FILE [-f FILE ...] --cluster-name NAME [flags]",
+        epilog=PLAN_EPILOG,
+        formatter_class=_HelpFormatter,
+    )
+    p.add_argument(
+        "-f",
+        "--filename",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="multi-document YAML of Kubernetes objects; repeatable; - reads stdin",
+    )
+    p.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit with status 2 when the plan has changes (0: none, 1: error), as terraform plan",
+    )
+    add_controller_flags(p, sections=BUILD_FLAG_SECTIONS)
+    for action in p._actions:  # the controller's wording of two flags does not fit a one-off command
+        if action.dest == "kubeconfig":
+            action.help = "lay the manifests over this cluster's objects (default: the manifests alone)"
+        elif action.dest == "watch_namespace":
+            action.help = "read only this namespace of the cluster (default: all)"
+        elif action.dest == "sync_period":
+            action.help = argparse.SUPPRESS
+    p.set_defaults(handler=_run_plan, parser=p, log_level="warning")
+
+
+def _run_plan(args: argparse.Namespace) -> int:
+    import os
+
+    from logs import setup_logging
+    from settings import SettingsError, settings_from_args
+
+    try:
+        settings = settings_from_args(args, env=dict(os.environ))
+    except SettingsError as exc:
+        print(f"lbc plan: {exc} (see lbc plan --help)", file=sys.stderr)
+        return 2
+    setup_logging(level=settings.log_level)
+    from planner_cli import run_plan
+
+    return run_plan(settings, paths=args.filename, detailed_exitcode=args.detailed_exitcode)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     _add_apiserver(sub)
     _add_controller(sub)
+    _add_plan(sub)
     return parser
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,8 +102,24 @@ class Settings:
     webhook_bind_port: int = 9443
     webhook_addr: str = ""
     webhook_cert_dir: str = "/tmp/k8s-webhook-server/serving-certs"
+    #: --webhook-cert-file / --webhook-key-file: file names of the serving certificate and key in the cert dir
+    #: (generated, with a CA in `ca.crt`, when both are missing).
+    webhook_cert_file: str = "tls.crt"
+    webhook_key_file: str = "tls.key"
+    #: --webhook-register: create/update the MutatingWebhookConfiguration at start (lbc's own; the chart
+    #: installs it upstream). --webhook-service `namespace/name`: register a service reference (and add its
+    #: DNS names to a generated certificate) instead of the URL of --webhook-addr.
+    webhook_register: bool = False
+    webhook_service: str = ""
+    #: --enable-pod-readiness-gate-inject: the pod webhook adds readiness gates (§7); off: it patches nothing.
+    enable_pod_readiness_gate_inject: bool = True
     #: --log-level: `debug`, `info`, `warning` or `error`.
     log_level: str = "info"
+    #: --health-check-time-scale (ours): how many times faster than its settings AWS runs health checks. 1 in
+    #: AWS; the sandbox's target-health simulation can run faster, and the readiness poller must know.
+    health_check_time_scale: float = 1.0
+    #: --readiness-describe-rate (ours): DescribeTargetHealth calls/s the readiness poller may spend at most.
+    readiness_describe_rate: float = 10.0
     #: --kubeconfig: path of a kubeconfig; empty means in-cluster, then the default kubeconfig.
     kubeconfig: str = ""
     #: --debug-addr: the debug HTTP server (actors, metrics, health), loopback unless told otherwise; `0`: off.
@@ -163,11 +180,24 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
 
 
-def add_controller_flags(parser: argparse.ArgumentParser) -> None:
-    """Declare the controller's flags (upstream names and defaults), grouped as a newcomer looks for them."""
-    d = Settings(cluster_name="-")
+#: The flag sections that shape what is built from the cluster (shared by `lbc plan`): every section but the
+#: process's own (leader election, listeners).
+BUILD_FLAG_SECTIONS: tuple[str, ...] = ("cluster", "AWS", "load balancer defaults", "logging")
 
-    cluster = parser.add_argument_group("cluster")
+
+def add_controller_flags(parser: argparse.ArgumentParser, *, sections: Collection[str] | None = None) -> None:
+    """Declare the controller's flags (upstream names and defaults), grouped as a newcomer looks for them.
+
+    `sections` (default: all) declares only those sections (see BUILD_FLAG_SECTIONS); `settings_from_args`
+    gives the flags left out their defaults."""
+    d = Settings(cluster_name="-")
+    left_out = argparse.ArgumentParser(add_help=False)
+
+    def section(name: str, title: str = "", description: str | None = None) -> argparse._ArgumentGroup:
+        target = parser if sections is None or name in sections else left_out
+        return target.add_argument_group(title or name, description)
+
+    cluster = section("cluster")
     cluster.add_argument(
         "--cluster-name",
         metavar="NAME",
@@ -202,8 +232,9 @@ def add_controller_flags(parser: argparse.ArgumentParser) -> None:
         help="upstream's feature gates over their defaults, e.g. ALBSingleSubnet=true,EnableRGTAPI=false",
     )
 
-    aws = parser.add_argument_group(
+    aws = section(
         "AWS",
+        "",
         "The endpoint and credentials come from the standard variables (AWS_ENDPOINT_URL, "
         "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, IRSA's AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN).",
     )
@@ -241,7 +272,7 @@ def add_controller_flags(parser: argparse.ArgumentParser) -> None:
         help="AWS calls in flight at once (lbc's own)",
     )
 
-    defaults = parser.add_argument_group("load balancer defaults (an annotation overrides them)")
+    defaults = section("load balancer defaults", "load balancer defaults (an annotation overrides them)")
     defaults.add_argument("--default-target-type", default=d.default_target_type, choices=["instance", "ip"])
     defaults.add_argument(
         "--default-load-balancer-scheme",
@@ -255,7 +286,7 @@ def add_controller_flags(parser: argparse.ArgumentParser) -> None:
         "--default-tags", default="", metavar="K=V,...", help="tags on every AWS resource created"
     )
 
-    election = parser.add_argument_group("leader election")
+    election = section("leader election")
     election.add_argument(
         "--enable-leader-election",
         type=_bool,
@@ -275,9 +306,7 @@ def add_controller_flags(parser: argparse.ArgumentParser) -> None:
         help="the Lease's namespace",
     )
 
-    listen = parser.add_argument_group(
-        "listeners", "Addresses are host:port, :port (every interface) or 0 (no listener)."
-    )
+    listen = section("listeners", "", "Addresses are host:port, :port (every interface) or 0 (no listener).")
     listen.add_argument(
         "--metrics-bind-addr", metavar="ADDR", default=d.metrics_bind_addr, help="Prometheus /metrics only"
     )
@@ -309,8 +338,52 @@ def add_controller_flags(parser: argparse.ArgumentParser) -> None:
         default=d.webhook_cert_dir,
         help="tls.crt and tls.key of the webhooks",
     )
+    listen.add_argument(
+        "--webhook-cert-file", metavar="NAME", default=d.webhook_cert_file, help="certificate file in the dir"
+    )
+    listen.add_argument(
+        "--webhook-key-file", metavar="NAME", default=d.webhook_key_file, help="private key file in the dir"
+    )
+    listen.add_argument(
+        "--webhook-register",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=d.webhook_register,
+        metavar="BOOL",
+        help="create/update the MutatingWebhookConfiguration aws-load-balancer-webhook at start",
+    )
+    listen.add_argument(
+        "--webhook-service",
+        metavar="NAMESPACE/NAME",
+        default=d.webhook_service,
+        help="register this Service instead of the --webhook-addr URL (and add its names to a generated cert)",
+    )
+    listen.add_argument(
+        "--enable-pod-readiness-gate-inject",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=d.enable_pod_readiness_gate_inject,
+        metavar="BOOL",
+        help="inject target-health readiness gates into new pods of labelled namespaces",
+    )
+    listen.add_argument(
+        "--readiness-describe-rate",
+        type=float,
+        default=d.readiness_describe_rate,
+        metavar="N",
+        help="DescribeTargetHealth calls/s the readiness poller may spend at most (ours)",
+    )
+    listen.add_argument(
+        "--health-check-time-scale",
+        type=float,
+        default=d.health_check_time_scale,
+        metavar="X",
+        help="for the sandbox: AWS runs health checks X times faster than configured (ours; 1 in AWS)",
+    )
 
-    parser.add_argument_group("logging").add_argument(
+    section("logging").add_argument(
         "--log-level", default=d.log_level, choices=["debug", "info", "warning", "error"]
     )
 
@@ -324,8 +397,16 @@ def _check_address(flag: str, address: str, *, may_disable: bool = True) -> None
         raise SettingsError(f"{flag}: {exc}") from None
 
 
+def _flag_defaults() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(add_help=False)
+    add_controller_flags(parser)
+    return parser.parse_args([])
+
+
 def settings_from_args(args: argparse.Namespace, *, env: dict[str, str] | None = None) -> Settings:
-    """Validate the parsed flags into Settings; raise SettingsError with one line on the first problem."""
+    """Validate the parsed flags into Settings; raise SettingsError with one line on the first problem.
+    Flags `args` lacks (a command that declares only some sections) take their defaults."""
+    args = argparse.Namespace(**{**vars(_flag_defaults()), **vars(args)})
     environ = env or {}
     cluster_name = args.cluster_name.strip()
     if not cluster_name:
@@ -355,6 +436,8 @@ def settings_from_args(args: argparse.Namespace, *, env: dict[str, str] | None =
         raise SettingsError("--aws-max-retries must be >= 0")
     if args.aws_max_in_flight < 1:
         raise SettingsError("--aws-max-in-flight must be >= 1")
+    if args.health_check_time_scale <= 0 or args.readiness_describe_rate <= 0:
+        raise SettingsError("--health-check-time-scale and --readiness-describe-rate must be > 0")
     if not 0 < args.webhook_bind_port < 65536:
         raise SettingsError("--webhook-bind-port must be a TCP port")
     _check_address("--metrics-bind-addr", args.metrics_bind_addr)
@@ -362,6 +445,10 @@ def settings_from_args(args: argparse.Namespace, *, env: dict[str, str] | None =
     _check_address("--debug-addr", args.debug_addr)
     if args.webhook_addr:
         _check_address("--webhook-addr", args.webhook_addr, may_disable=False)
+    if args.webhook_service and not re.fullmatch(
+        r"[a-z0-9][-a-z0-9]*/[a-z0-9][-a-z0-9]*", args.webhook_service
+    ):
+        raise SettingsError("--webhook-service must be namespace/name")
     return Settings(
         cluster_name=cluster_name,
         aws_region=region,
@@ -385,6 +472,13 @@ def settings_from_args(args: argparse.Namespace, *, env: dict[str, str] | None =
         webhook_bind_port=args.webhook_bind_port,
         webhook_addr=args.webhook_addr,
         webhook_cert_dir=args.webhook_cert_dir,
+        webhook_cert_file=args.webhook_cert_file,
+        webhook_key_file=args.webhook_key_file,
+        webhook_register=args.webhook_register,
+        webhook_service=args.webhook_service,
+        enable_pod_readiness_gate_inject=args.enable_pod_readiness_gate_inject,
+        readiness_describe_rate=args.readiness_describe_rate,
+        health_check_time_scale=args.health_check_time_scale,
         log_level=args.log_level,
         kubeconfig=args.kubeconfig,
         debug_addr=args.debug_addr,

@@ -1,69 +1,34 @@
-"""The composition root and the SupervisorActor.
+"""The SupervisorActor: the cluster snapshot, routing, and the lives of the children.
 
 `SupervisorActor` folds watch events into the immutable ClusterSnapshot, and once every watched kind has
 finished its first LIST (DESIGN.md §1.6: a partial cache looks like deletions) tells the actors each change
 concerns to reconcile, spawning them on demand (one per IngressGroup, one per TargetGroupBinding), restarting a
 child that died after a throttled delay, and stopping children whose key is gone. Only the leader reconciles;
-a standby keeps its snapshot warm.
-
-`Controller` wires the process: the AWS gateway, the supervisor, leader election, one watcher per kind and the
-HTTP listeners (health probes, metrics, debug), started in that order and stopped in reverse.
+a standby keeps its snapshot warm. The process around it is wired in `controller.py`.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import threading
 import time
 from collections.abc import Callable, Mapping
-from functools import partial
 from typing import Any
 
 import pykka
 from loguru import logger
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from pyrsistent import PClass, PVector, field, pvector
 
-from actors.aws_gateway.facade import AwsGateway, start_gateway
 from actors.base import ChildFailed, Reconcile
-from actors.facts import AwsFacts
-from actors.ingress_group.actor import IngressDeps, IngressGroupActor
-from actors.kube_writes import KubeWriter
-from actors.metrics import ReconcileMetrics
 from actors.status import ActorStatus, StatusBoard
-from actors.target_group.actor import TargetGroupActor
-from actors.timers import Cancellable, RealTimers, Timers
-from adapters import kube as k8s
-from adapters.aws import Boto3Adapter
-from adapters.debug_http import ALL_ROUTES, METRICS_ROUTES, PROBE_ROUTES, DebugServer, is_disabled
-from adapters.leader import KubeLeaseStore, LeaderElectionConfig, LeaderElector
-from adapters.watch import EventType, Watcher, WatchEvent
+from actors.timers import Cancellable, Timers
+from adapters.watch import EventType, WatchEvent
 from model.objects import WATCHED_KINDS, KubeObject, from_raw, object_key
 from model.routing import (
-    INGRESS_GROUP_ACTOR,
-    TARGET_GROUP_ACTOR,
     ActorKey,
     affected_actors,
     all_actors,
     is_live,
 )
 from model.snapshot import ClusterSnapshot, empty_snapshot, remove, replace_kind, upsert
-from settings import Settings
-
-#: What each watched kind is served as.
-WATCHED_RESOURCES: dict[str, k8s.Resource] = {
-    "Namespace": k8s.NAMESPACE,
-    "IngressClass": k8s.INGRESS_CLASS,
-    "IngressClassParams": k8s.INGRESS_CLASS_PARAMS,
-    "Node": k8s.NODE,
-    "Service": k8s.SERVICE,
-    "EndpointSlice": k8s.ENDPOINT_SLICE,
-    "Pod": k8s.POD,
-    "Ingress": k8s.INGRESS,
-    "TargetGroupBinding": k8s.TARGET_GROUP_BINDING,
-}
-assert set(WATCHED_RESOURCES) == set(WATCHED_KINDS)
 
 ChildFactory = Callable[..., pykka.ActorRef[Any]]
 
@@ -277,13 +242,13 @@ class SupervisorActor(pykka.ThreadingActor):
         )
         ref = self.actor_ref
         restart = _RestartChild(actor_kind=actor[0], key=actor[1])
-        self._timers.call_later(delay, lambda: _tell_quietly(ref, restart))
+        self._timers.call_later(delay, lambda: tell_quietly(ref, restart))
 
     def _schedule_resync(self) -> None:
         if self._sync_period > 0 and self._resync_timer is None:
             ref = self.actor_ref
             self._resync_timer = self._timers.call_later(
-                self._sync_period, lambda: _tell_quietly(ref, Resync())
+                self._sync_period, lambda: tell_quietly(ref, Resync())
             )
 
     def _publish(self) -> None:
@@ -303,7 +268,7 @@ class SupervisorActor(pykka.ThreadingActor):
         self._board.publish(status, lambda: 0)
 
 
-def _tell_quietly(ref: pykka.ActorRef[Any], message: Any) -> None:
+def tell_quietly(ref: pykka.ActorRef[Any], message: Any) -> None:
     try:
         ref.tell(message)
     except pykka.ActorDeadError:
@@ -319,196 +284,3 @@ def watch_event_to_message(event: WatchEvent, kind: str) -> Any:
         meta = raw.get("metadata") or {}
         return ObjectRemoved(kind=kind, key=object_key(meta.get("namespace") or "", meta.get("name") or ""))
     return ObjectUpserted(obj=from_raw(kind, raw))
-
-
-# -- the process --------------------------------------------------------------------------------------------
-#: The HTTP listeners, in start order: (name, routes). Each has its own address flag; `0` disables it.
-LISTENERS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("health", PROBE_ROUTES),
-    ("metrics", METRICS_ROUTES),
-    ("debug", ALL_ROUTES),
-)
-
-
-class Controller:
-    """The whole controller in one process: start(), then stop() (or run() until SIGTERM/SIGINT).
-
-    Every component started is pushed on a stack with the way to stop it; stop() unwinds the stack, so the
-    order of shutdown is the reverse of start: the HTTP listeners, the watchers, leader election, the
-    supervisor (which stops its children before itself), the Kubernetes client, and the AWS gateway last (a
-    child may still call AWS while it stops). `stopped` records the components in the order they stopped.
-    """
-
-    def __init__(self, settings: Settings, *, registry: CollectorRegistry | None = None) -> None:
-        self.settings = settings
-        if registry is None:
-            registry = CollectorRegistry()
-            ProcessCollector(registry=registry)
-            PlatformCollector(registry=registry)
-            GCCollector(registry=registry)
-        self.registry = registry
-        self.reconcile_metrics = ReconcileMetrics(registry)
-        self.board = StatusBoard()
-        self.timers: Timers = RealTimers()
-        self.kube = k8s.Kube.from_config(settings.kubeconfig or None)
-        self._stopped = threading.Event()
-        self.gateway: AwsGateway | None = None
-        self.supervisor_ref: pykka.ActorRef[Any] | None = None
-        self.watchers: list[Watcher] = []
-        self.elector: LeaderElector | None = None
-        self.servers: dict[str, DebugServer] = {}
-        self._stack: list[tuple[str, Callable[[], object]]] = [("kube-client", self.kube.close)]
-        #: Names of the components stopped so far, in the order they stopped.
-        self.stopped: list[str] = []
-
-    @property
-    def debug(self) -> DebugServer | None:
-        """The debug server (every route, loopback by default), if enabled."""
-        return self.servers.get("debug")
-
-    def start(self) -> None:
-        s = self.settings
-        threading.stack_size(256 * 1024)  # actors are threads: keep their virtual size small (test-infra §C)
-        gateway = self.gateway = start_gateway(
-            adapter=Boto3Adapter(s.aws_region, max_pool_connections=s.aws_max_in_flight),
-            region=s.aws_region,
-            rules=s.aws_api_throttle,
-            max_retries=s.aws_max_retries,
-            max_in_flight=s.aws_max_in_flight,
-            registry=self.registry,
-            timers=self.timers,
-        )
-        self._stack.insert(0, ("gateway", lambda: gateway.stop(timeout=10)))  # last of all, after the client
-        common = {
-            "timers": self.timers,
-            "backoff": s.reconcile_backoff,
-            "board": self.board,
-            "metrics": self.reconcile_metrics,
-        }
-        ingress_deps = IngressDeps(
-            settings=s,
-            gateway=gateway,
-            facts=AwsFacts(gateway, cluster_name=s.cluster_name),
-            writer=KubeWriter(self.kube),
-        )
-        factories: dict[str, ChildFactory] = {
-            INGRESS_GROUP_ACTOR: lambda **kw: IngressGroupActor.start(deps=ingress_deps, **common, **kw),
-            TARGET_GROUP_ACTOR: lambda **kw: TargetGroupActor.start(**common, **kw),
-        }
-        supervisor = self.supervisor_ref = SupervisorActor.start(
-            factories=factories,
-            board=self.board,
-            timers=self.timers,
-            restart_backoff=s.reconcile_backoff,
-            max_actors=s.max_actors,
-            ingress_class_flag=s.ingress_class,
-            leading=not s.enable_leader_election,
-            sync_period=s.sync_period,
-        )
-        self._push("supervisor", lambda: supervisor.stop(block=True, timeout=10))
-        if s.enable_leader_election:
-            lease_store = KubeLeaseStore.from_kubeconfig(s.kubeconfig or None)
-            self._push("lease-store", lease_store.close)
-            self.elector = LeaderElector(
-                lease_store,
-                LeaderElectionConfig(namespace=s.leader_election_namespace, lease_name=s.leader_election_id),
-                on_started_leading=lambda: _tell_quietly(supervisor, LeadershipChanged(leading=True)),
-                on_stopped_leading=lambda: _tell_quietly(supervisor, LeadershipChanged(leading=False)),
-            )
-            self.elector.start()
-            self._push("leader-elector", self.elector.stop)
-        namespace = s.watch_namespace or None
-        for kind, resource in WATCHED_RESOURCES.items():
-            watcher = Watcher(
-                self.kube,
-                resource,
-                _forwarder(supervisor, kind),
-                namespace=namespace if resource.namespaced else None,
-            )
-            self.watchers.append(watcher)
-            watcher.start()
-            self._push(f"watcher/{kind}", partial(watcher.stop, timeout=2.0))
-        addresses = {
-            "health": s.health_probe_bind_addr,
-            "metrics": s.metrics_bind_addr,
-            "debug": s.debug_addr,
-        }
-        for name, routes in LISTENERS:
-            if is_disabled(addresses[name]):
-                continue
-            server = DebugServer(
-                self.board,
-                address=addresses[name],
-                registry=self.registry,
-                ready=self.ready,
-                routes=routes,
-                name=name,
-                extra={
-                    "watchers": lambda: [w.debug_state() for w in self.watchers],
-                    "gateway": lambda: gateway.debug_state(),
-                },
-            )
-            server.start()
-            self.servers[name] = server
-            self._push(f"{name}-server", server.stop)
-        ports = {name: server.port for name, server in self.servers.items()}
-        logger.bind(cluster=s.cluster_name, ports=ports).info("controller started")
-
-    def _push(self, name: str, stop: Callable[[], object]) -> None:
-        self._stack.append((name, stop))
-
-    def ready(self) -> tuple[bool, str]:
-        waiting = [w.resource.qualified_name for w in self.watchers if not w.synced.is_set()]
-        if waiting:
-            return False, "waiting for the first LIST of " + ", ".join(waiting)
-        return True, "ok"
-
-    def stop(self) -> None:
-        """Stop everything in reverse start order; returns within a few seconds."""
-        if self._stopped.is_set():
-            return
-        self._stopped.set()
-        logger.info("controller stopping")
-        while self._stack:
-            name, stop = self._stack.pop()
-            try:
-                stop()
-            except Exception as exc:  # one component failing to stop must not keep the others running
-                logger.bind(component=name, error=repr(exc)).exception("component failed to stop")
-            self.stopped.append(name)
-        logger.info("controller stopped")
-
-    def run(self) -> int:
-        """Start, then serve until SIGTERM or SIGINT; stop cleanly. 1 when it cannot start (a port taken)."""
-        done = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: done.set())
-        try:
-            self.start()
-        except Exception as exc:  # e.g. a listener's port is taken
-            logger.bind(error=str(exc) or repr(exc)).error("controller failed to start")
-            self.stop()
-            return 1
-        try:
-            done.wait()
-        finally:
-            self.stop()
-        return 0
-
-
-def _forwarder(supervisor: pykka.ActorRef[Any], kind: str) -> Callable[[WatchEvent], None]:
-    def forward(event: WatchEvent) -> None:
-        supervisor.tell(watch_event_to_message(event, kind))
-
-    return forward
-
-
-def run_controller(settings: Settings) -> int:
-    """Entry point of `lbc controller`."""
-    logger.bind(pid=os.getpid()).info("controller starting")
-    try:
-        controller = Controller(settings)
-    except Exception as exc:  # e.g. no usable kubeconfig
-        logger.bind(error=str(exc) or repr(exc)).error("controller failed to start")
-        return 1
-    return controller.run()

@@ -8,6 +8,7 @@ skipped when the object already is as wanted, so a steady-state reconcile writes
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from loguru import logger
@@ -87,6 +88,31 @@ class KubeWriter:
                 raise
             return False
         return True
+
+    def patch_pod_status(self, pod: KubeObject, patch: Mapping[str, Any]) -> bool:
+        """Strategic-merge `patch` (conditions merged by type; `metadata.uid` a precondition) into the pod's
+        status; False when the pod is gone (nothing to do for it any more)."""
+        try:
+            self._kube.patch_status(
+                k8s.POD, pod.name, patch, patch_type=k8s.PatchType.STRATEGIC, namespace=pod.namespace
+            )
+        except k8s.KubeApiError as exc:
+            if exc.is_not_found:
+                return False
+            raise
+        return True
+
+    def set_annotations(self, obj: KubeObject, annotations: Mapping[str, str | None]) -> None:
+        """Merge-patch annotations (None removes one); nothing when they already are so."""
+        if all(obj.annotations.get(k) == v for k, v in annotations.items()):
+            return
+        self._kube.patch(
+            _RESOURCES[obj.kind],
+            obj.name,
+            {"metadata": {"annotations": dict(annotations)}},
+            patch_type=k8s.PatchType.MERGE,
+            namespace=obj.namespace,
+        )
 
     # -- TargetGroupBindings ----------------------------------------------------------------------------------
     def create_binding(self, binding: TargetGroupBinding) -> None:

@@ -174,3 +174,42 @@ REDIRECT_DEFAULT_HOST = "#{host}"
 REDIRECT_DEFAULT_PATH = "/#{path}"
 REDIRECT_DEFAULT_QUERY = "#{query}"
 SHIELD_PROTECTION_NAME = "managed by aws-load-balancer-controller"  # CreateProtection's Name
+
+# --- Pod readiness gate and its mutating webhook (§7; model/pod_mutation.py) -------------------------------
+LABEL_POD_READINESS_GATE_INJECT = "elbv2.k8s.aws/pod-readiness-gate-inject"  # on Namespaces
+POD_READINESS_GATE_INJECT_ENABLED = "enabled"
+READINESS_CONDITION_PREFIX = "target-health.elbv2.k8s.aws/"  # + TargetGroupBinding name
+READINESS_CONDITION_PREFIX_LEGACY = "target-health.alb.ingress.k8s.aws"  # v1 gates, dropped when we add ours
+WEBHOOK_CONFIGURATION_NAME = "aws-load-balancer-webhook"  # the MutatingWebhookConfiguration
+WEBHOOK_POD_NAME = "mpod.elbv2.k8s.aws"
+WEBHOOK_POD_PATH = "/mutate-v1-pod"
+WEBHOOK_SERVICE_NAME = "aws-load-balancer-webhook-service"  # the chart's Service in front of the webhooks
+LABEL_APP_NAME = "app.kubernetes.io/name"
+CONTROLLER_APP_NAME = "aws-load-balancer-controller"  # the controller's own pods carry LABEL_APP_NAME=this
+
+# --- Targets of a TargetGroupBinding and readiness decisions (§6.3-§6.5, §7; model/targets*.py, readiness*.py)
+EVENT_REASON_BACKEND_NOT_FOUND = "BackendNotFound"  # Service or service port missing: targets deregistered
+EVENT_REASON_INVALID_BACKEND = "InvalidBackend"  # ours: e.g. instance targets on a ClusterIP Service
+ANNOTATION_CHECKPOINT = "elbv2.k8s.aws/checkpoint"  # on TargetGroupBindings: inputs' hash (§6.5)
+ANNOTATION_CHECKPOINT_TIMESTAMP = "elbv2.k8s.aws/checkpoint-timestamp"  # unix seconds
+TARGETS_CHUNK_SIZE = 200  # targets per RegisterTargets / DeregisterTargets call
+LABEL_NODE_ROLE_MASTER = "node-role.kubernetes.io/master"  # nodes never used as instance targets ...
+LABEL_NODE_EXCLUDE_FROM_LB = "node.kubernetes.io/exclude-from-external-load-balancers"
+LABEL_NODE_EXCLUDE_BALANCER_ALPHA = "alpha.service-controller.kubernetes.io/exclude-balancer"
+LABEL_EKS_COMPUTE_TYPE = "eks.amazonaws.com/compute-type"  # ... nor when this is "fargate"
+EKS_COMPUTE_TYPE_FARGATE = "fargate"
+TAINT_TO_BE_DELETED_BY_CA = "ToBeDeletedByClusterAutoscaler"  # any effect
+TAINT_KARPENTER_DISRUPTED = "karpenter.sh/disrupted"  # with effect NoSchedule
+TAINT_EFFECT_NO_SCHEDULE = "NoSchedule"
+TARGET_AZ_ALL = "all"  # AvailabilityZone of ip targets outside the VPC
+# ELB target health (DescribeTargetHealth TargetHealth.State / .Reason), and the two conditions we synthesise.
+TARGET_STATE_INITIAL = "initial"
+TARGET_STATE_HEALTHY = "healthy"
+TARGET_STATE_UNHEALTHY = "unhealthy"
+TARGET_STATE_UNUSED = "unused"
+TARGET_STATE_DRAINING = "draining"
+TARGET_STATE_UNHEALTHY_DRAINING = "unhealthy.draining"
+TARGET_STATE_UNAVAILABLE = "unavailable"
+TARGET_REASON_REGISTRATION_IN_PROGRESS = "Elb.RegistrationInProgress"
+TARGET_MESSAGE_REGISTRATION_IN_PROGRESS = "Target registration is in progress"
+TARGET_MESSAGE_BINDING_DELETED = "Target Group Binding is deleted"

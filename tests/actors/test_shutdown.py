@@ -21,11 +21,12 @@ from pyrsistent import pvector
 from actors.base import ReconcilingActor
 from actors.status import StatusBoard
 from actors.timers import FakeTimers
+from controller import WATCHED_RESOURCES, Controller
 from model.objects import INGRESS, INGRESS_CLASS, from_raw
 from model.routing import INGRESS_GROUP_ACTOR, TARGET_GROUP_ACTOR
 from sandbox.kube.main import ApiServer
 from settings import Settings
-from supervisor import WATCHED_RESOURCES, Controller, ObjectsListed, SupervisorActor
+from supervisor import ObjectsListed, SupervisorActor
 from tests.support.crds import apply_crds
 from tests.support.kube import make_api_client
 from tests.support.wait import eventually
@@ -115,10 +116,11 @@ def emulator(tmp_path: Path) -> Iterator[tuple[ApiServer, Path]]:
 
 
 @pytest.fixture
-def controller(emulator: tuple[ApiServer, Path]) -> Iterator[Controller]:
+def controller(emulator: tuple[ApiServer, Path], tmp_path: Path) -> Iterator[Controller]:
     settings = Settings(
         cluster_name="shutdown", kubeconfig=str(emulator[1]), enable_leader_election=False,
         debug_addr="127.0.0.1:0", metrics_bind_addr="127.0.0.1:0", health_probe_bind_addr="0",
+        webhook_addr="127.0.0.1:0", webhook_cert_dir=str(tmp_path / "certs"),
     )  # fmt: skip
     controller = Controller(settings)
     try:
@@ -140,9 +142,9 @@ def test_the_controller_stops_in_reverse_start_order_with_the_gateway_last(contr
     elapsed = time.monotonic() - started
 
     order = controller.stopped
-    assert order[:2] == ["debug-server", "metrics-server"]
-    assert sorted(order[2:11]) == sorted(f"watcher/{kind}" for kind in WATCHED_RESOURCES)
-    assert order[11:] == ["supervisor", "kube-client", "gateway"]
+    assert order[:3] == ["debug-server", "metrics-server", "webhook-server"]
+    assert sorted(order[3:12]) == sorted(f"watcher/{kind}" for kind in WATCHED_RESOURCES)
+    assert order[12:] == ["supervisor", "readiness", "kube-client", "gateway"]
     assert not supervisor.is_alive()
     assert not gateway.is_alive()
     assert controller.board.all() == []  # every child ran its on_stop before the supervisor finished

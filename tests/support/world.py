@@ -59,6 +59,7 @@ class World:
         self.server: ApiServer | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.log = tmp / "controller.log"
+        self.certs = tmp / "webhook-certs"
 
     def start_apiserver(self) -> None:
         self.server = ApiServer(port=self.port).start()
@@ -84,7 +85,8 @@ class World:
             "--kubeconfig", str(self.kubeconfig), "--enable-leader-election", "false",
             "--debug-addr", self.debug.removeprefix("http://"), "--aws-region", self.aws.region, "--aws-vpc-id", self.aws.vpc_id,
             "--metrics-bind-addr", self.metrics.removeprefix("http://"),
-            "--health-probe-bind-addr", self.probes.removeprefix("http://"), *extra,
+            "--health-probe-bind-addr", self.probes.removeprefix("http://"),
+            "--webhook-addr", "127.0.0.1:0", "--webhook-cert-dir", str(self.certs), "--webhook-register", *extra,
         ]  # fmt: skip
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
