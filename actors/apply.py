@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loguru import logger
+from pyrsistent import thaw
 
 from actors.aws_gateway.facade import AwsGateway
 from actors.errors import RequeueAfter
 from actors.kube_writes import KubeWriter
-from model.constants import LB_ATTRIBUTE_DELETION_PROTECTION
+from model.constants import LB_ATTRIBUTE_DELETION_PROTECTION, TAG_K8S_CLUSTER
 from model.plan import KIND_BINDING, SERVICE_BY_KIND, Plan, Step, created_id, resolve_refs
 from model.stack import TargetGroupBinding
 from model.throttle import AwsApiError
@@ -69,8 +70,51 @@ def apply_plan(
     return applied
 
 
+class ForeignNameTaken(Exception):
+    """A create would hand back someone else's resource (AWS's creates are idempotent by name)."""
+
+
+# Create operation -> (describe by name, answer key, ARN key, not-found code, what it is)
+_BY_NAME = {
+    "CreateLoadBalancer": ("DescribeLoadBalancers", "LoadBalancers", "LoadBalancerArn", "LoadBalancerNotFound", "load balancer"),
+    "CreateTargetGroup": ("DescribeTargetGroups", "TargetGroups", "TargetGroupArn", "TargetGroupNotFound", "target group"),
+}  # fmt: skip
+
+
+def _refuse_foreign_name(gateway: AwsGateway, step: Step, params: dict[str, Any]) -> None:
+    """CreateLoadBalancer/CreateTargetGroup return an existing resource of that name when its settings are equal:
+    refuse when one exists without this stack's ownership tags (a lost create answer of ours has them)."""
+    lookup = _BY_NAME.get(step.operation)
+    if lookup is None:
+        return
+    describe, key, arn_key, not_found, what = lookup
+    try:
+        answer = gateway.call("elbv2", describe, {"Names": [params["Name"]]})
+    except AwsApiError as exc:
+        if exc.code == not_found:
+            return
+        raise
+    found: list[Any] = list(thaw(answer.get(key) or ()))
+    if not found:
+        return
+    described = gateway.call("elbv2", "DescribeTags", {"ResourceArns": [found[0][arn_key]]})
+    have = {
+        t["Key"]: t["Value"]
+        for d in thaw(described.get("TagDescriptions") or ())
+        for t in d.get("Tags") or ()
+    }
+    wanted = {t["Key"]: t["Value"] for t in params.get("Tags") or ()}
+    owner_keys = [k for k in wanted if k == TAG_K8S_CLUSTER or k.endswith("/stack")]
+    if owner_keys and all(have.get(k) == wanted[k] for k in owner_keys):
+        return
+    raise ForeignNameTaken(
+        f"a {what} named {params['Name']} already exists and is not managed by this controller"
+    )
+
+
 def _call(gateway: AwsGateway, step: Step, params: dict[str, Any]) -> Any:
     service = SERVICE_BY_KIND[step.kind]
+    _refuse_foreign_name(gateway, step, params)
     try:
         return gateway.call(service, step.operation, params)
     except AwsApiError as exc:

@@ -168,6 +168,26 @@ class AwsFacts:
         """The cluster's shared backend SG id: found by its tags in the VPC, or created."""
         return self._cached(("backend-sg", vpc_id), float("inf"), lambda: self._ensure_backend_sg(vpc_id))
 
+    def release_backend_security_group(self, vpc_id: str) -> bool:
+        """Delete the cluster's shared backend SG (found by its tags); False while AWS says it is still in use."""
+        with self._lock:
+            self._entries.pop(("backend-sg", vpc_id), None)
+        filters = [
+            {"Name": "vpc-id", "Values": [vpc_id]},
+            {"Name": f"tag:{TAG_K8S_CLUSTER}", "Values": [self._cluster]},
+            {"Name": f"tag:{TAG_K8S_RESOURCE}", "Values": [TAG_VALUE_BACKEND_SG]},
+        ]
+        for group in self._all("ec2", "DescribeSecurityGroups", {"Filters": filters}, "SecurityGroups"):
+            try:
+                self._gateway.call("ec2", "DeleteSecurityGroup", {"GroupId": group["GroupId"]})
+            except AwsApiError as exc:
+                if exc.code == "DependencyViolation":
+                    return False
+                if exc.code != "InvalidGroup.NotFound":
+                    raise
+            self._log.bind(group_id=group["GroupId"]).info("deleted backend security group")
+        return True
+
     def _ensure_backend_sg(self, vpc_id: str) -> str:
         filters = [
             {"Name": "vpc-id", "Values": [vpc_id]},

@@ -16,20 +16,30 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from actors.apply import apply_plan
+from loguru import logger
+
+from actors.apply import RETRY_DELAY, apply_plan
 from actors.aws_gateway.facade import AwsGateway
 from actors.base import ReconcilingActor
-from actors.errors import PermanentError
+from actors.errors import PermanentError, RequeueAfter
 from actors.facts import AwsFacts
 from actors.ingress_group.pipeline import GroupPlan, GroupPlanner, group_members
 from actors.kube_writes import KubeWriter
-from model.constants import EVENT_REASON_FAILED_DEPLOY_MODEL, EVENT_REASON_SUCCESSFULLY_RECONCILED
+from model.constants import (
+    EVENT_REASON_FAILED_DEPLOY_MODEL,
+    EVENT_REASON_SUCCESSFULLY_RECONCILED,
+    FINALIZER_EXPLICIT_GROUP_PREFIX,
+    FINALIZER_IMPLICIT_GROUP,
+    FINALIZER_SERVICE,
+)
 from model.ingress_class import group_finalizer
-from model.objects import KubeObject
+from model.objects import INGRESS, SERVICE, KubeObject
 from model.routing import INGRESS_GROUP_ACTOR
 from model.snapshot import ClusterSnapshot
 from model.stack import LOAD_BALANCER_ID, Stack
 from settings import Settings
+
+BACKEND_SG_RELEASE_PATIENCE = 120.0  # seconds of DependencyViolation before the shared SG is left in place
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,7 @@ class IngressGroupActor(ReconcilingActor):
             settings=deps.settings, gateway=deps.gateway, facts=deps.facts, report=self._report
         )
         self._last_good: Stack | None = None
+        self._release_started: float | None = None
         self._reported: set[tuple[str, str, str]] = set()
         self._summary: dict[str, Any] = {}
 
@@ -92,6 +103,8 @@ class IngressGroupActor(ReconcilingActor):
             status = self._lb_status(planned, applied.ids)
             for ingress in planned.members.active:
                 changed |= writer.set_load_balancer_status(ingress, status)
+        if not planned.members.active and not _backend_sg_needed(snapshot, leaving=planned.members.inactive):
+            self._release_backend_sg(snapshot)
         for ingress in planned.members.inactive:
             writer.remove_finalizer(ingress, finalizer)
         self._summary.update(
@@ -106,6 +119,21 @@ class IngressGroupActor(ReconcilingActor):
                 self._report(
                     ingress, EVENT_REASON_SUCCESSFULLY_RECONCILED, "Successfully reconciled", warning=False
                 )
+
+    def _release_backend_sg(self, snapshot: ClusterSnapshot) -> None:
+        """Delete the shared backend SG once nothing needs it; AWS may report it in use for a while after the
+        last load balancer went (its network interfaces linger): retry for up to two minutes, as upstream, then
+        give up on it rather than hold the Ingresses' deletion any longer."""
+        vpc_id = self._planner.vpc_id(snapshot, required=False)
+        if not vpc_id or self._deps.facts.release_backend_security_group(vpc_id):
+            self._release_started = None
+            return
+        now = self._timers.now()
+        self._release_started = self._release_started or now
+        if now - self._release_started < BACKEND_SG_RELEASE_PATIENCE:
+            raise RequeueAfter(RETRY_DELAY, "shared backend security group still in use")
+        self._release_started = None
+        logger.bind(group=self.key, vpc=vpc_id).warning("backend security group still in use, left in place")
 
     def _lb_status(self, planned: GroupPlan, ids: Mapping[str, str]) -> list[dict[str, Any]]:
         """`status.loadBalancer.ingress` as upstream: the lower-cased DNS name and every listener port."""
@@ -125,3 +153,17 @@ class IngressGroupActor(ReconcilingActor):
             return
         self._reported.add(key)
         self._deps.writer.event(ingress, reason=reason, message=message, warning=warning)
+
+
+def _backend_sg_needed(snapshot: ClusterSnapshot, *, leaving: tuple[KubeObject, ...]) -> bool:
+    """Whether any object other than `leaving` (and not being deleted) still holds one of our finalizers."""
+    gone = {i.key for i in leaving}
+    for ingress in snapshot.items(INGRESS).values():
+        if ingress.key in gone or ingress.deleting:
+            continue
+        if any(
+            f == FINALIZER_IMPLICIT_GROUP or f.startswith(FINALIZER_EXPLICIT_GROUP_PREFIX)
+            for f in ingress.finalizers
+        ):
+            return True
+    return any(FINALIZER_SERVICE in s.finalizers and not s.deleting for s in snapshot.items(SERVICE).values())

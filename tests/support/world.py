@@ -21,6 +21,7 @@ from kubernetes import client
 
 from sandbox.aws import AwsSandbox
 from sandbox.kube.main import ApiServer
+from sandbox.sim.cluster import ClusterSim
 from tests.support.crds import apply_crds
 from tests.support.kube import make_api_client
 
@@ -57,6 +58,7 @@ class World:
         self.metrics = f"http://127.0.0.1:{free_port()}"
         self.probes = f"http://127.0.0.1:{free_port()}"
         self.server: ApiServer | None = None
+        self.sim: ClusterSim | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self.log = tmp / "controller.log"
         self.certs = tmp / "webhook-certs"
@@ -73,7 +75,17 @@ class World:
         finally:
             api.close()
 
+    def start_sim(self, *, nodes_per_az: int = 1) -> ClusterSim:
+        """Nodes backed by the sandbox's EC2 instances, a scheduler/kubelet, EndpointSlices, Deployments."""
+        assert self.server is not None
+        self.sim = ClusterSim(self.server, aws=self.aws).start()
+        self.sim.add_nodes(nodes_per_az)
+        return self.sim
+
     def stop_apiserver(self) -> None:
+        if self.sim is not None:
+            self.sim.stop()
+            self.sim = None
         if self.server is not None:
             self.server.stop()
             self.server = None
@@ -86,7 +98,8 @@ class World:
             "--debug-addr", self.debug.removeprefix("http://"), "--aws-region", self.aws.region, "--aws-vpc-id", self.aws.vpc_id,
             "--metrics-bind-addr", self.metrics.removeprefix("http://"),
             "--health-probe-bind-addr", self.probes.removeprefix("http://"),
-            "--webhook-addr", "127.0.0.1:0", "--webhook-cert-dir", str(self.certs), "--webhook-register", *extra,
+            "--webhook-addr", "127.0.0.1:0", "--webhook-cert-dir", str(self.certs), "--webhook-register",
+            "--health-check-time-scale", str(self.aws.health.time_scale), *extra,
         ]  # fmt: skip
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
