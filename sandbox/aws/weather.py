@@ -28,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
+from model.throttle import TokenBucket
+
 Clock = Callable[[], float]
 
 
@@ -116,22 +118,6 @@ class OpStats:
     drops: int = 0
 
 
-@dataclass
-class _Bucket:
-    capacity: float
-    refill_per_s: float
-    tokens: float
-    updated: float
-
-    def take(self, now: float) -> bool:
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.refill_per_s)
-        self.updated = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
-
-
 _FAULTS = (
     (500, "InternalFailure", "An internal error occurred."),
     (503, "ServiceUnavailable", "Service unavailable."),
@@ -148,7 +134,7 @@ class Weather:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._stats: dict[str, OpStats] = {}
-        self._buckets: dict[int, _Bucket] = {}
+        self._buckets: dict[int, TokenBucket] = {}  # AWS's side of the same token-bucket concept
         self._rules: list[tuple[ThrottleRule, re.Pattern[str]]] = []
         self._rng = random.Random()
         self.configure(self.config)
@@ -215,10 +201,9 @@ class Weather:
         for index, (rule, pattern) in enumerate(self._rules):
             if rule.service == service and pattern.fullmatch(operation):
                 bucket = self._buckets.get(index)
-                now = self.clock()
                 if bucket is None:
-                    bucket = self._buckets[index] = _Bucket(
-                        rule.capacity, rule.refill_per_s, rule.capacity, now
+                    bucket = self._buckets[index] = TokenBucket(
+                        rate=rule.refill_per_s, burst=int(rule.capacity), now=self.clock
                     )
-                return bucket.take(now)
+                return bucket.try_take() == 0.0
         return True  # no bucket for this call: never throttled
