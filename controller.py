@@ -23,6 +23,7 @@ from actors.facts import AwsFacts
 from actors.ingress_group.actor import IngressDeps, IngressGroupActor
 from actors.kube_writes import KubeWriter
 from actors.metrics import ReconcileMetrics
+from actors.networking import NetworkingActor
 from actors.readiness.actor import ReadinessActor
 from actors.status import StatusBoard
 from actors.target_group.actor import TargetDeps, TargetGroupActor
@@ -139,8 +140,25 @@ class Controller:
             describe_calls_per_second=s.readiness_describe_rate,
         )
         self._push("readiness", lambda: readiness.stop(block=True, timeout=10))
+        networking = NetworkingActor.start(
+            gateway=gateway,
+            writer=writer,
+            timers=self.timers,
+            board=self.board,
+            cluster_name=s.cluster_name,
+            vpc_id=s.aws_vpc_id,
+            restricted=not s.disable_restricted_sg_rules,
+        )
+        self._push("networking", lambda: networking.stop(block=True, timeout=10))
         ingress_deps = IngressDeps(settings=s, gateway=gateway, facts=facts, writer=writer)
-        target_deps = TargetDeps(settings=s, gateway=gateway, facts=facts, writer=writer, readiness=readiness)
+        target_deps = TargetDeps(
+            settings=s,
+            gateway=gateway,
+            facts=facts,
+            writer=writer,
+            readiness=readiness,
+            networking=networking,
+        )
         factories: dict[str, ChildFactory] = {
             INGRESS_GROUP_ACTOR: lambda **kw: IngressGroupActor.start(deps=ingress_deps, **common, **kw),
             TARGET_GROUP_ACTOR: lambda **kw: TargetGroupActor.start(deps=target_deps, **common, **kw),

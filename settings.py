@@ -82,6 +82,13 @@ class Settings:
     default_load_balancer_scheme: str = "internal"
     #: --default-ssl-policy: listener SSL policy when the Ingress names none.
     default_ssl_policy: str = "ELBSecurityPolicy-2016-08"
+    #: --enable-backend-security-group: the shared backend SG (on every managed LB; the source of node rules).
+    enable_backend_security_group: bool = True
+    #: --enable-manage-backend-security-group-rules: default of the manage-backend-security-group-rules
+    #: annotation (only meaningful with security-groups).
+    enable_manage_backend_security_group_rules: bool = False
+    #: --disable-restricted-sg-rules: open all ports from the backend SG instead of the exact target ports.
+    disable_restricted_sg_rules: bool = False
     #: --default-tags: tags put on every AWS resource we create.
     default_tags: tuple[tuple[str, str], ...] = ()
     #: --watch-namespace: watch only this namespace (empty: all).
@@ -285,6 +292,26 @@ def add_controller_flags(parser: argparse.ArgumentParser, *, sections: Collectio
     defaults.add_argument(
         "--default-tags", default="", metavar="K=V,...", help="tags on every AWS resource created"
     )
+    for flag, default, text in (
+        (
+            "--enable-backend-security-group",
+            d.enable_backend_security_group,
+            "the shared backend security group",
+        ),
+        (
+            "--enable-manage-backend-security-group-rules",
+            d.enable_manage_backend_security_group_rules,
+            "default of the manage-backend-security-group-rules annotation",
+        ),
+        (
+            "--disable-restricted-sg-rules",
+            d.disable_restricted_sg_rules,
+            "open all ports from the backend SG",
+        ),
+    ):
+        defaults.add_argument(
+            flag, type=_bool, nargs="?", const=True, default=default, metavar="BOOL", help=text
+        )
 
     election = section("leader election")
     election.add_argument(
@@ -461,6 +488,9 @@ def settings_from_args(args: argparse.Namespace, *, env: dict[str, str] | None =
         default_load_balancer_scheme=args.default_load_balancer_scheme,
         default_ssl_policy=args.default_ssl_policy,
         default_tags=tags,
+        enable_backend_security_group=args.enable_backend_security_group,
+        enable_manage_backend_security_group_rules=args.enable_manage_backend_security_group_rules,
+        disable_restricted_sg_rules=args.disable_restricted_sg_rules,
         watch_namespace=args.watch_namespace,
         sync_period=sync_period,
         feature_gates=gates,

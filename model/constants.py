@@ -213,3 +213,9 @@ TARGET_STATE_UNAVAILABLE = "unavailable"
 TARGET_REASON_REGISTRATION_IN_PROGRESS = "Elb.RegistrationInProgress"
 TARGET_MESSAGE_REGISTRATION_IN_PROGRESS = "Target registration is in progress"
 TARGET_MESSAGE_BINDING_DELETED = "Target Group Binding is deleted"
+
+# --- TargetGroupBinding networking: rules on the targets' security groups (§6.6; model/networking.py) -------
+NETWORKING_RULE_LABEL = "elbv2.k8s.aws/targetGroupBinding=shared"  # the description of every rule we write
+EVENT_REASON_FAILED_NETWORK_RECONCILE = "FailedNetworkReconcile"
+NETWORKING_RETRY_SECONDS = 15.0  # --targetgroupbinding-requeue-duration: retry after a networking failure
+ANNOTATION_POD_ENI = "vpc.amazonaws.com/pod-eni"  # security groups for pods: the pod's branch ENI (JSON list)

@@ -29,12 +29,14 @@ from actors.base import ReconcilingActor
 from actors.errors import PermanentError, RequeueAfter
 from actors.facts import AwsFacts
 from actors.kube_writes import KubeWriter
+from actors.networking import ForgetNetworking, UpdateNetworking
 from actors.readiness.actor import ReleaseBinding, TrackBinding, TrackedTarget
 from model.constants import (
     ANNOTATION_CHECKPOINT,
     ANNOTATION_CHECKPOINT_TIMESTAMP,
     FINALIZER_TARGET_GROUP_BINDING,
 )
+from model.networking import binding_networking
 from model.objects import POD, TARGET_GROUP_BINDING, KubeObject
 from model.readiness import gated_pods, pending_gated_targets
 from model.routing import TARGET_GROUP_ACTOR
@@ -55,6 +57,7 @@ class TargetDeps:
     facts: AwsFacts
     writer: KubeWriter
     readiness: pykka.ActorRef[Any]
+    networking: pykka.ActorRef[Any] | None = None  # the NetworkingActor (spec.networking rules), if any
 
 
 class TargetGroupActor(ReconcilingActor):
@@ -75,6 +78,7 @@ class TargetGroupActor(ReconcilingActor):
         binding = snapshot.get(TARGET_GROUP_BINDING, self.key)
         if binding is None:
             self._deps.readiness.tell(ReleaseBinding(binding_key=self.key, pods=pvector()))
+            self._tell_networking(ForgetNetworking(binding_key=self.key))
             return
         if binding.deleting:
             self._clean_up(snapshot, binding)
@@ -91,6 +95,8 @@ class TargetGroupActor(ReconcilingActor):
             if not selection.error.deregister_all:
                 raise PermanentError(selection.error.message)
         desired = frozenset() if selection.error is not None else selection.targets
+        networking = binding_networking(snapshot, binding, selection)
+        self._tell_networking(UpdateNetworking(binding=binding, networking=networking, snapshot=snapshot))
         pods = snapshot.items(POD)
         pending = pending_gated_targets(selection, pods, binding.name) if selection.error is None else ()
         marker = checkpoint(selection, thaw(binding.spec))
@@ -126,6 +132,10 @@ class TargetGroupActor(ReconcilingActor):
         if selection.potentially_ready:
             raise RequeueAfter(5.0, "endpoints that may become registrable")  # upstream: requeue, not trust
         raise RequeueAfter(self._full_sync_due - now, "full sync")
+
+    def _tell_networking(self, message: UpdateNetworking | ForgetNetworking) -> None:
+        if self._deps.networking is not None:
+            self._deps.networking.tell(message)
 
     # -- AWS ------------------------------------------------------------------------------------------------------
     def _target_group_arn(self, binding: KubeObject) -> str:
@@ -207,4 +217,5 @@ class TargetGroupActor(ReconcilingActor):
             (snapshot.get(POD, g.key), g.condition_type) for g in gated if snapshot.get(POD, g.key)
         )
         self._deps.readiness.tell(ReleaseBinding(binding_key=self.key, pods=release))
+        self._tell_networking(ForgetNetworking(binding_key=self.key))
         self._deps.writer.remove_finalizer(binding, FINALIZER_TARGET_GROUP_BINDING)

@@ -144,7 +144,7 @@ def test_the_controller_stops_in_reverse_start_order_with_the_gateway_last(contr
     order = controller.stopped
     assert order[:3] == ["debug-server", "metrics-server", "webhook-server"]
     assert sorted(order[3:12]) == sorted(f"watcher/{kind}" for kind in WATCHED_RESOURCES)
-    assert order[12:] == ["supervisor", "readiness", "kube-client", "gateway"]
+    assert order[12:] == ["supervisor", "networking", "readiness", "kube-client", "gateway"]
     assert not supervisor.is_alive()
     assert not gateway.is_alive()
     assert controller.board.all() == []  # every child ran its on_stop before the supervisor finished
