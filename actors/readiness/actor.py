@@ -8,12 +8,19 @@ else at the health-check cadence), spreading its share of the Describe budget ov
 becomes a pod condition (`model.readiness.condition_for`): True only for `healthy`, False with ELB's reason and
 description otherwise; the pod's `status` is patched only when the condition changes. A target whose condition
 turned True is no longer polled.
+
+Latency (measured by scripts/bench_readiness.py, target p99 <= 1 s from healthy to True): an armed poll is never
+postponed by later TrackBindings (during a rollout they arrive faster than the poll delay); the next poll is
+timed from the start of the previous one; the patches of one poll go out up to `WRITERS` at a time, flips to
+True first; and a TrackBinding built from a snapshot older than our own True does not bring the pod back
+(which would patch True again with a new lastTransitionTime).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,12 +35,14 @@ from actors.kube_writes import KubeWriter
 from actors.status import ActorStatus, StatusBoard
 from actors.timers import Cancellable, Timers
 from model.objects import KubeObject
-from model.readiness import condition_for, condition_patch
+from model.readiness import ConditionDecision, condition_for, condition_patch
 from model.readiness_polling import PendingTarget, allot_poll_delays, next_poll_delay
 from model.targets import target_key
 from model.throttle import AwsApiError
 
 READINESS_ACTOR = "readiness"
+WRITERS = 8  # pod status patches in flight at once: 50 pods turning healthy together flip in ~1 round trip
+RECENT_TRUE_SECONDS = 30.0  # how long a stale TrackBinding cannot bring back a pod we have just set True
 
 
 class TrackedTarget(PClass):
@@ -97,6 +106,8 @@ class ReadinessActor(pykka.ThreadingActor):
         self._timers_by_tg: dict[str, tuple[float, Cancellable]] = {}
         self._flipped = 0
         self._polls = 0
+        self._pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="readiness-write")
+        self._set_true: dict[tuple[str, str], float] = {}  # (pod uid, condition type) -> when we set it True
         self._log = logger.bind(actor=READINESS_ACTOR)
 
     # -- messages ---------------------------------------------------------------------------------------------
@@ -106,6 +117,7 @@ class ReadinessActor(pykka.ThreadingActor):
     def on_stop(self) -> None:
         for _, timer in self._timers_by_tg.values():
             timer.cancel()
+        self._pool.shutdown(wait=True, cancel_futures=True)
         self._board.remove(READINESS_ACTOR, "")
 
     def on_receive(self, message: Any) -> Any:
@@ -134,7 +146,11 @@ class ReadinessActor(pykka.ThreadingActor):
                 self._schedule(old.target_group_arn)
             return
         binding = _Binding(message.target_group_arn, message.interval_seconds, message.healthy_threshold)
+        now = self._timers.now()
+        self._set_true = {k: at for k, at in self._set_true.items() if now - at < RECENT_TRUE_SECONDS}
         for target in message.targets:
+            if (target.pod.uid, target.condition_type) in self._set_true:
+                continue  # the TargetGroupActor's snapshot predates our True (it would be written again)
             key = target_key(target.target_id, target.port)
             previous = old.targets.get(key) if old is not None else None
             if previous is not None and previous.pod.uid == target.pod.uid:
@@ -151,9 +167,8 @@ class ReadinessActor(pykka.ThreadingActor):
 
     def _release(self, message: ReleaseBinding) -> None:
         binding = self._bindings.pop(message.binding_key, None)
-        for pod, condition_type in message.pods:
-            decision = condition_for(None, binding_deleted=True)
-            self._write(pod, condition_type, decision.status, decision.reason, decision.message)
+        decision = condition_for(None, binding_deleted=True)
+        self._write_all([(pod, condition_type, decision) for pod, condition_type in message.pods])
         if binding is not None:
             self._schedule(binding.target_group_arn)
 
@@ -164,6 +179,7 @@ class ReadinessActor(pykka.ThreadingActor):
         if not targets:
             return
         self._polls += 1
+        started = self._timers.now()
         wanted = [{"Id": t.target_id, "Port": t.port} for t in targets.values()]
         try:
             answer = self._gateway.call(
@@ -177,20 +193,25 @@ class ReadinessActor(pykka.ThreadingActor):
             target_key(d["Target"]["Id"], d["Target"].get("Port")): d
             for d in thaw(answer.get("TargetHealthDescriptions") or ())
         }
-        for _, binding in tracked:
-            for key, target in list(binding.targets.items()):
-                decision = condition_for(health.get(key))
-                pod = self._write(
-                    target.pod, target.condition_type, decision.status, decision.reason, decision.message
-                )
-                if decision.status == "True":
-                    del binding.targets[key]
-                else:
-                    binding.targets[key] = target.set(pod=pod)
-        self._schedule(tg_arn)
+        decided = [
+            (binding, key, target, condition_for(health.get(key)))
+            for _, binding in tracked
+            for key, target in binding.targets.items()
+        ]
+        decided.sort(key=lambda item: item[3].status != "True")  # flips to True first: they gate rollouts
+        pods = self._write_all([(target.pod, target.condition_type, d) for _, _, target, d in decided])
+        for (binding, key, target, decision), pod in zip(decided, pods, strict=True):
+            if decision.status == "True":
+                binding.targets.pop(key, None)
+            else:
+                binding.targets[key] = target.set(pod=pod)
+        self._schedule(tg_arn, started=started)
 
-    def _schedule(self, tg_arn: str, *, soon: bool = False, retry: bool = False) -> None:
-        """(Re)arm the poll of one target group after the policy's delay, within the Describe budget."""
+    def _schedule(
+        self, tg_arn: str, *, soon: bool = False, retry: bool = False, started: float | None = None
+    ) -> None:
+        """(Re)arm the poll of one target group after the policy's delay, within the Describe budget; after
+        a poll, counted from its start (`started`), so its call and patches do not stretch the cadence."""
         now = self._timers.now()
         pending = [
             PendingTarget(t.registered_at, b.interval_seconds, b.healthy_threshold)
@@ -199,12 +220,10 @@ class ReadinessActor(pykka.ThreadingActor):
             for t in b.targets.values()
         ]
         current = self._timers_by_tg.pop(tg_arn, None)
-        if current is not None:
-            current[1].cancel()
-        if not pending:
-            return
-        delay = next_poll_delay(pending, now=now)
+        delay = next_poll_delay(pending, now=now) if pending else None
         if delay is None:
+            if current is not None:
+                current[1].cancel()
             return
         if soon:
             delay = min(delay, 0.2)
@@ -214,6 +233,15 @@ class ReadinessActor(pykka.ThreadingActor):
         delay = allot_poll_delays(
             {arn: delay if arn == tg_arn else 1.0 for arn in active}, calls_per_second=self._budget
         )[tg_arn]
+        if started is not None:
+            delay = max(0.0, delay - (now - started))
+        if current is not None:
+            if current[0] <= now + delay and not retry:
+                # An earlier poll is armed already: keep it. Re-arming at now + delay on every TrackBinding
+                # would postpone the poll for as long as they keep coming (every pod change during a rollout).
+                self._timers_by_tg[tg_arn] = current
+                return
+            current[1].cancel()
         ref = self.actor_ref
 
         def fire() -> None:
@@ -225,21 +253,35 @@ class ReadinessActor(pykka.ThreadingActor):
         self._timers_by_tg[tg_arn] = (now + delay, self._timers.call_later(delay, fire))
 
     # -- writing conditions ----------------------------------------------------------------------------------
-    def _write(
-        self, pod: KubeObject, condition_type: str, status: str, reason: str, message: str
-    ) -> KubeObject:
-        """Patch the pod's condition when it changes; the pod as we now believe it is."""
+    def _write_all(self, writes: list[tuple[KubeObject, str, ConditionDecision]]) -> list[KubeObject]:
+        """Apply the decisions (up to WRITERS patches in flight, in order of submission); the pods as we now
+        believe they are. The first failed patch is raised once all have finished."""
         now = datetime.now(UTC)
+        futures = [
+            self._pool.submit(self._write, pod, ctype, decision, now) for pod, ctype, decision in writes
+        ]
+        results = [future.result() for future in futures]
+        for (pod, ctype, decision), (_, patched) in zip(writes, results, strict=True):
+            if decision.status == "True" and patched:
+                self._flipped += 1
+                self._set_true[(pod.uid, ctype)] = self._timers.now()
+        return [pod for pod, _ in results]
+
+    def _write(
+        self, pod: KubeObject, condition_type: str, decision: ConditionDecision, now: datetime
+    ) -> tuple[KubeObject, bool]:
+        """Patch the pod's condition when it changes (runs on a writer thread); the pod as we now believe it
+        is, and whether a patch was applied."""
+        status, reason, message = decision.status, decision.reason, decision.message
         patch = condition_patch(pod, condition_type, status, reason, message, now)
         if patch is None:
-            return pod
-        if self._writer.patch_pod_status(pod, patch):
-            if status == "True":
-                self._flipped += 1
+            return pod, False
+        patched = self._writer.patch_pod_status(pod, patch)
+        if patched:
             self._log.bind(pod=pod.key, condition=condition_type, status=status, reason=reason).info(
                 "pod readiness condition set"
             )
-        return _with_condition(pod, patch["status"]["conditions"][0])
+        return _with_condition(pod, patch["status"]["conditions"][0]), patched
 
     def _publish(self) -> None:
         pending = sum(len(b.targets) for b in self._bindings.values())

@@ -104,8 +104,14 @@ class TargetGroupActor(ReconcilingActor):
         if self._full_sync_due is None:  # a stored checkpoint is trusted after a restart too, as upstream
             self._full_sync_due = now + FULL_SYNC_SECONDS + random.uniform(0, FULL_SYNC_JITTER_SECONDS)
         unchanged = binding.annotations.get(ANNOTATION_CHECKPOINT) == marker and now < self._full_sync_due
-        if unchanged and not pending and not selection.potentially_ready:
-            self._summary.update({"targets": len(desired), "skipped": "checkpoint unchanged"})
+        if unchanged and not selection.potentially_ready:
+            # The registered targets are what the checkpoint says; gated pods still waiting are the
+            # ReadinessActor's to poll, so no DescribeTargetHealth is needed to hand them over.
+            if pending:
+                self._track(binding, tg_arn, pending, now)
+            self._summary.update(
+                {"targets": len(desired), "pending_gates": len(pending), "skipped": "checkpoint unchanged"}
+            )
             raise RequeueAfter(self._full_sync_due - now, "full sync")
         registered = self._registered_targets(tg_arn)
         to_register, to_deregister = diff_targets(desired, registered)

@@ -161,6 +161,23 @@ class TargetHealthSim:
             return INITIAL_CHECKS
         return HEALTHY
 
+    def healthy_at(
+        self, target_group_arn: str, target_id: str, port: int | None, settings: HealthCheckSettings
+    ) -> float | None:
+        """The clock moment from which `health_of_registered` reports this target `healthy` (read-only; for
+        benchmarks measuring how soon a controller notices): its registration, or its recovery from failing,
+        plus interval x healthy threshold (time-scaled). None when it is not registered, is marked failing,
+        or its health checks are disabled (it never becomes healthy then)."""
+        key = (target_group_arn, target_id, port)
+        with self._lock:
+            registered_at = self._registered_at.get(key)
+            failing = key in self._failing
+            recovered_at = self._recovered_at.get(key)
+        if registered_at is None or failing or not settings.enabled:
+            return None
+        start = registered_at if recovered_at is None else max(registered_at, recovered_at)
+        return start + self.scaled(settings.interval_s * settings.healthy_threshold)
+
     def _prune_drained(self) -> None:
         now = self.clock()
         for key in [k for k, until in self._draining_until.items() if until <= now]:

@@ -126,3 +126,40 @@ def test_a_deleted_binding_sets_its_gated_pods_true(world: Any) -> None:
     assert writer.conditions["ns/a"]["message"] == "Target Group Binding is deleted"
     tick(ref, timers, 600)
     assert gateway.calls == 0
+
+
+def test_a_stream_of_track_bindings_does_not_postpone_the_poll(world: Any) -> None:
+    ref, gateway, writer, timers = world
+    gateway.health[("10.0.0.1", 80)] = {"State": "healthy"}
+    for _ in range(40):  # a TrackBinding every 0.1 s, as during a rollout: the poll still happens
+        track(ref, timers, "a")
+        ref.ask("sync", timeout=5)
+        tick(ref, timers, 0.1)
+    assert writer.conditions["ns/a"]["status"] == "True"
+
+
+def test_a_stale_track_binding_does_not_write_true_again(world: Any) -> None:
+    ref, gateway, writer, timers = world
+    gateway.health[("10.0.0.1", 80)] = {"State": "healthy"}
+    track(ref, timers, "a")
+    ref.ask("sync", timeout=5)
+    tick(ref, timers, 1.0)
+    assert writer.conditions["ns/a"]["status"] == "True"
+    writes = writer.writes
+    track(ref, timers, "a")  # the TargetGroupActor's snapshot does not show our True yet
+    ref.ask("sync", timeout=5)
+    for _ in range(10):
+        tick(ref, timers, 0.5)
+    assert writer.writes == writes
+
+
+def test_many_pods_turning_healthy_together_all_flip_in_one_poll(world: Any) -> None:
+    ref, gateway, writer, timers = world
+    names = [f"p{i}" for i in range(60)]
+    for i in range(1, 61):
+        gateway.health[(f"10.0.0.{i}", 80)] = {"State": "healthy"}
+    track(ref, timers, *names)
+    ref.ask("sync", timeout=5)
+    tick(ref, timers, 0.3)
+    assert gateway.calls == 1
+    assert {writer.conditions[f"ns/{n}"]["status"] for n in names} == {"True"}

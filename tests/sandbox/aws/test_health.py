@@ -77,6 +77,30 @@ def test_failing_target_is_unhealthy_and_recovers_after_the_healthy_threshold() 
     assert recovered.state == "healthy"
 
 
+def test_healthy_at_is_the_first_moment_the_target_reports_healthy() -> None:
+    clock = FakeClock()
+    sim = TargetHealthSim(clock=clock, time_scale=2)
+    assert sim.healthy_at(ARN, "10.0.96.5", 8080, SETTINGS) is None  # not registered
+    sim.registered(ARN, "10.0.96.5", 8080)
+    at = sim.healthy_at(ARN, "10.0.96.5", 8080, SETTINGS)
+    assert at == 500.0 + 30 * 5 / 2
+    clock.now = at - 0.01
+    before = sim.health_of_registered(ARN, "10.0.96.5", 8080, SETTINGS).state
+    clock.now = at
+    assert (before, sim.health_of_registered(ARN, "10.0.96.5", 8080, SETTINGS).state) == (
+        "initial",
+        "healthy",
+    )
+
+    sim.set_failing(ARN, "10.0.96.5", 8080)
+    assert sim.healthy_at(ARN, "10.0.96.5", 8080, SETTINGS) is None
+    clock.now += 10
+    sim.set_failing(ARN, "10.0.96.5", 8080, failing=False)
+    assert sim.healthy_at(ARN, "10.0.96.5", 8080, SETTINGS) == clock.now + 75
+    disabled = HealthCheckSettings(enabled=False)
+    assert sim.healthy_at(ARN, "10.0.96.5", 8080, disabled) is None
+
+
 def test_deregistered_target_drains_for_the_scaled_delay() -> None:
     clock = FakeClock()
     sim = TargetHealthSim(clock=clock, time_scale=10)
