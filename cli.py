@@ -211,6 +211,202 @@ def _run_plan(args: argparse.Namespace) -> int:
     return run_plan(settings, paths=args.filename, detailed_exitcode=args.detailed_exitcode)
 
 
+SANDBOX_EPILOG = """\
+examples:
+  lbc sandbox --demo                   # the tutorial's Ingress, narrated live until every pod is Ready
+  lbc sandbox --demo --keep            # the same, then keep everything running to explore
+  lbc sandbox                          # just the world; then, in another terminal:
+  kubectl --kubeconfig lbc-sandbox.kubeconfig get nodes,ingress -A
+
+Ctrl-C (or SIGTERM) stops the controller, the simulators, AWS and the Kubernetes API, in that order.
+"""
+
+
+def _add_sandbox(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser(
+        "sandbox",
+        help="run the whole system on this machine: Kubernetes API emulator, AWS sandbox, nodes, lbc controller",
+        description=(
+            "Start, in one process tree, the Kubernetes API emulator with the project's CRDs and IngressClass "
+            "alb, the AWS sandbox (moto with AWS-like weather and target health, a VPC tagged for the "
+            "cluster), simulators that make the emulator a cluster (three nodes backed by EC2 instances, "
+            "pods, EndpointSlices, Deployments) and `lbc controller` with its webhook registered; print how "
+            "to reach each of them and serve until interrupted. With --demo, apply the tutorial's example "
+            "and narrate what the controller does."
+        ),
+        epilog=SANDBOX_EPILOG,
+        formatter_class=_HelpFormatter,
+    )
+    p.add_argument(
+        "--demo", action="store_true", help="apply the tutorial's example and narrate it, then exit"
+    )
+    p.add_argument("--keep", action="store_true", help="with --demo: keep running after it until Ctrl-C")
+    p.add_argument(
+        "--workdir",
+        default=".",
+        help="where lbc-sandbox.kubeconfig goes; logs and webhook certificates go to its .lbc-sandbox/",
+    )
+    p.add_argument("--port", type=int, default=0, help="Kubernetes API port on 127.0.0.1; 0 picks a free one")
+    p.add_argument(
+        "--weather",
+        choices=["calm", "aws"],
+        default="aws",
+        help="AWS API behaviour: aws = AWS-like latency and throttling at AWS's rates; calm = neither",
+    )
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=10.0,
+        help="target health checks run this many times faster than configured (1 = as in AWS)",
+    )
+    p.add_argument("--nodes-per-az", type=int, default=1, help="Nodes (EC2 instances) in each of the 3 zones")
+    p.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds the demo waits for everything to converge"
+    )
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(handler=_run_sandbox, parser=p)
+
+
+def _run_sandbox(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if args.time_scale <= 0 or args.nodes_per_az < 1 or args.timeout <= 0:
+        print(
+            "lbc sandbox: --time-scale and --timeout must be positive, --nodes-per-az at least 1 "
+            "(see lbc sandbox --help)",
+            file=sys.stderr,
+        )
+        return 2
+    from sandbox.world import SandboxOptions, run_sandbox
+
+    options = SandboxOptions(
+        workdir=Path(args.workdir),
+        port=args.port,
+        weather=args.weather,
+        time_scale=args.time_scale,
+        nodes_per_az=args.nodes_per_az,
+        log_level=args.log_level,
+        demo=args.demo,
+        keep=args.keep,
+        timeout=args.timeout,
+    )
+    return run_sandbox(options)
+
+
+LOADTEST_EPILOG = """\
+examples:
+  lbc loadtest                                       # 1,000 Ingresses, AWS-like weather, 10 min steady state
+  lbc loadtest --ingresses 50 --steady-minutes 0.5 --weather calm --out /tmp/lt   # a quick smoke run
+  lbc loadtest --kubeconfig ~/.kube/config --controller-metrics http://127.0.0.1:8080/metrics  # any cluster
+
+Writes OUT/report.json and OUT/*.png and prints a summary table; exit status 0 when every Ingress converged
+and was deleted with nothing left in AWS, 1 otherwise.
+"""
+
+
+def _add_loadtest(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser(
+        "loadtest",
+        help="measure the controller with N Ingresses: create, steady state, churn, delete",
+        description=(
+            "Start the sandbox (or, with --kubeconfig and the standard AWS variables, use any cluster where "
+            "the controller runs) and drive it with N Ingresses over M Services and P pods, in phases: create "
+            "all, steady state, churn (edits and pod scaling), delete all. Reports time to converge against "
+            "the AWS-rate lower bound, AWS calls by operation per phase, mutating calls per Ingress against "
+            "the minimum, calls in steady state, readiness-gate flip delay, Ingress event to first AWS call "
+            "and the controller's peak RSS, as JSON, PNG plots and a table."
+        ),
+        epilog=LOADTEST_EPILOG,
+        formatter_class=_HelpFormatter,
+    )
+    p.add_argument("--ingresses", type=int, default=1000, help="N, the Ingresses created")
+    p.add_argument("--services", type=int, default=0, help="M, the Services they use (default N/10)")
+    p.add_argument("--pods", type=int, default=0, help="P, the pods behind the Services (default 3M)")
+    p.add_argument("--steady-minutes", type=float, default=10.0, help="length of the steady state")
+    p.add_argument(
+        "--churn-fraction", type=float, default=0.1, help="share of Ingresses edited and Deployments scaled"
+    )
+    p.add_argument(
+        "--target-group-attributes",
+        action="store_true",
+        help="give every Ingress the tutorial's target-group attributes (one more mutating call each)",
+    )
+    p.add_argument(
+        "--weather",
+        choices=["calm", "aws"],
+        default="aws",
+        help="sandbox AWS behaviour: aws = AWS-like latency and throttling at AWS's rates; calm = neither",
+    )
+    p.add_argument(
+        "--time-scale", type=float, default=10.0, help="sandbox health checks run this much faster"
+    )
+    p.add_argument("--nodes-per-az", type=int, default=2, help="sandbox Nodes in each of the 3 zones")
+    p.add_argument("--phase-timeout", type=float, default=3600.0, help="seconds each phase may take at most")
+    p.add_argument("--out", default="lbc-loadtest", help="folder for report.json, the plots and the logs")
+    p.add_argument("--no-plots", action="store_true", help="write the JSON report only")
+    p.add_argument("--kubeconfig", default="", help="drive this cluster instead of the sandbox")
+    p.add_argument("--cluster-name", default="", help="with --kubeconfig: the controller's cluster name")
+    p.add_argument(
+        "--controller-metrics", default="", help="with --kubeconfig: the controller's /metrics URL"
+    )
+    p.add_argument(
+        "--controller-pid", type=int, default=0, help="with --kubeconfig: a local controller's pid"
+    )
+    p.add_argument("--controller-log", default="", help="with --kubeconfig: a local controller's log file")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(handler=_run_loadtest, parser=p)
+
+
+def _run_loadtest(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    services = args.services or max(1, args.ingresses // 10)
+    pods = args.pods or 3 * services
+    if (
+        args.ingresses < 1
+        or args.steady_minutes < 0
+        or not 0 < args.churn_fraction <= 1
+        or args.time_scale <= 0
+    ):
+        print(
+            "lbc loadtest: --ingresses must be positive, --steady-minutes not negative, --churn-fraction in "
+            "(0, 1], --time-scale positive (see lbc loadtest --help)",
+            file=sys.stderr,
+        )
+        return 2
+    from sandbox.loadtest import LoadTestOptions, SandboxTarget, Target, run_loadtest
+
+    out = Path(args.out)
+    options = LoadTestOptions(
+        ingresses=args.ingresses,
+        services=services,
+        pods=pods,
+        steady_minutes=args.steady_minutes,
+        churn_fraction=args.churn_fraction,
+        target_group_attributes=args.target_group_attributes,
+        phase_timeout_s=args.phase_timeout,
+        out=out,
+    )
+    target: Target
+    if args.kubeconfig:
+        target = Target(
+            kubeconfig=Path(args.kubeconfig),
+            cluster_name=args.cluster_name,
+            metrics_url=args.controller_metrics,
+            controller_pid=args.controller_pid or None,
+            controller_log=Path(args.controller_log) if args.controller_log else None,
+        )
+    else:
+        target = SandboxTarget(
+            workdir=out / "state",
+            weather=args.weather,
+            time_scale=args.time_scale,
+            nodes_per_az=args.nodes_per_az,
+            log_level=args.log_level,
+        )
+    return run_loadtest(options, target, command="lbc " + " ".join(sys.argv[1:]), plots=not args.no_plots)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="lbc",
@@ -224,6 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_apiserver(sub)
     _add_controller(sub)
     _add_plan(sub)
+    _add_sandbox(sub)
+    _add_loadtest(sub)
     return parser
 
 

@@ -32,6 +32,7 @@ from kubernetes import client  # noqa: E402
 from loguru import logger  # noqa: E402
 
 from sandbox.aws import AwsSandbox, WeatherConfig  # noqa: E402
+from sandbox.demo import NGINX_SERVICE, tutorial_ingress  # noqa: E402
 from tests.support.wait import eventually  # noqa: E402
 from tests.support.world import World  # noqa: E402
 
@@ -40,34 +41,6 @@ READS = ("Describe", "Get", "List")
 GROUP = "default/nginx"
 QUIET_S = 1.0
 TIMEOUT_S = 60.0
-PREFIX = "alb.ingress.kubernetes.io/"
-
-
-def tutorial_ingress(sg: str) -> dict[str, Any]:
-    """The issue's tutorial Ingress, verbatim but for the security group id."""
-    annotations = {
-        PREFIX + "load-balancer-name": "nginx",
-        PREFIX + "target-type": "ip",
-        "kubernetes.io/ingress.class": "alb",
-        PREFIX + "scheme": "internal",
-        PREFIX + "tags": "Project=bgxwz",
-        PREFIX + "success-codes": "200,404",
-        PREFIX + "listen-ports": '[{"HTTP":80}]',
-        PREFIX + "security-groups": sg,
-        PREFIX
-        + "target-group-attributes": "stickiness.enabled=true,stickiness.lb_cookie.duration_seconds=120",
-    }
-    backend = {"service": {"name": "nginx", "port": {"number": 80}}}
-    return {
-        "metadata": {"name": "nginx", "namespace": "default", "annotations": annotations},
-        "spec": {"rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}]},
-    }
-
-
-NGINX_SERVICE = {
-    "metadata": {"name": "nginx", "namespace": "default"},
-    "spec": {"selector": {"app": "nginx"}, "ports": [{"port": 80, "targetPort": 80, "protocol": "TCP"}]},
-}
 
 
 def calls(aws: AwsSandbox) -> dict[str, int]:

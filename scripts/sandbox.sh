@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Install lbc with its sandbox into .venv and run the main job.
-# Extra arguments go to the command (see `lbc apiserver --help`).
+# The README's first command: install lbc with its sandbox into .venv, then run the narrated demo — the
+# tutorial's Ingress becomes an ALB with three pods behind readiness gates, on this machine, with no cluster
+# and no AWS account. Extra arguments go to `lbc sandbox` (e.g. --keep to keep it running afterwards; see
+# `lbc sandbox --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh sandbox
-exec .venv/bin/lbc apiserver --kubeconfig-out "${KUBECONFIG_OUT:-$PWD/lbc-sandbox.kubeconfig}" "$@"
+exec .venv/bin/lbc sandbox --demo "$@"

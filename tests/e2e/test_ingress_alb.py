@@ -12,6 +12,7 @@ from typing import Any
 from kubernetes import client
 
 from sandbox.aws import AwsSandbox
+from sandbox.demo import NGINX_SERVICE, tutorial_ingress
 from tests.support.aws import aws_client
 from tests.support.wait import eventually
 from tests.support.world import World
@@ -21,33 +22,6 @@ READS = ("Describe", "Get", "List")
 
 def mutating_calls(aws: AwsSandbox) -> int:
     return sum(s.calls for op, s in aws.weather.stats().items() if not op.split(".", 1)[1].startswith(READS))
-
-
-def tutorial_ingress(sg: str) -> dict[str, Any]:
-    prefix = "alb.ingress.kubernetes.io/"
-    annotations = {
-        prefix + "load-balancer-name": "nginx",
-        prefix + "target-type": "ip",
-        "kubernetes.io/ingress.class": "alb",
-        prefix + "scheme": "internal",
-        prefix + "tags": "Project=bgxwz",
-        prefix + "success-codes": "200,404",
-        prefix + "listen-ports": '[{"HTTP":80}]',
-        prefix + "security-groups": sg,
-        prefix
-        + "target-group-attributes": "stickiness.enabled=true,stickiness.lb_cookie.duration_seconds=120",
-    }
-    backend = {"service": {"name": "nginx", "port": {"number": 80}}}
-    return {
-        "metadata": {"name": "nginx", "namespace": "default", "annotations": annotations},
-        "spec": {"rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}]},
-    }
-
-
-NGINX_SERVICE = {
-    "metadata": {"name": "nginx", "namespace": "default"},
-    "spec": {"selector": {"app": "nginx"}, "ports": [{"port": 80, "targetPort": 80, "protocol": "TCP"}]},
-}
 
 
 def test_tutorial_ingress_converges_survives_a_restart_and_is_torn_down(

@@ -24,7 +24,8 @@ from kubernetes import client
 
 from cli import main
 from sandbox.aws import AwsSandbox
-from tests.e2e.test_ingress_alb import NGINX_SERVICE, mutating_calls, tutorial_ingress
+from sandbox.demo import NGINX_SERVICE, tutorial_ingress
+from tests.e2e.test_ingress_alb import mutating_calls
 from tests.support.aws import aws_client
 from tests.support.wait import eventually
 from tests.support.world import REPO, World
