@@ -182,6 +182,7 @@ class SupervisorActor(pykka.ThreadingActor):
         for actor in sorted(actors):
             ref = self._children.get(actor)
             if not is_live(self.snapshot, actor):
+                self._refused.discard(actor)
                 if ref is not None:
                     self._stop_child(actor)
                 continue
@@ -212,6 +213,8 @@ class SupervisorActor(pykka.ThreadingActor):
         if ref is not None:
             ref.stop(block=False)
             self._log.bind(actor_kind=actor[0], key=actor[1]).info("actor stopped")
+            if self._refused:  # room again under the ceiling: the actors refused earlier get their turn
+                self._route(frozenset(self._refused))
 
     def _stop_children(self, timeout: float = 5.0) -> None:
         """Ask every child to stop at once, then wait (`timeout` in all) until each has finished its on_stop.

@@ -27,6 +27,9 @@ _RESOURCES: dict[str, k8s.Resource] = {
 }
 
 
+_CUSTOM_KINDS = frozenset({"TargetGroupBinding"})
+
+
 def involved_object(obj: KubeObject) -> dict[str, Any]:
     """The `involvedObject`-style reference of `obj` for Events."""
     resource = _RESOURCES[obj.kind]
@@ -53,25 +56,37 @@ class KubeWriter:
         except k8s.KubeApiError as exc:  # an Event is best effort: never fail a reconcile for it
             logger.bind(object=obj.key, reason=reason, error=str(exc)).warning("event not recorded")
 
-    def set_finalizers(self, obj: KubeObject, finalizers: list[str]) -> None:
-        if list(obj.finalizers) == finalizers:
-            return
-        patch = {"metadata": {"finalizers": finalizers or None, "resourceVersion": obj.resource_version}}
-        try:
-            self._kube.patch(
-                _RESOURCES[obj.kind], obj.name, patch, patch_type=k8s.PatchType.MERGE, namespace=obj.namespace
-            )
-        except k8s.KubeApiError as exc:
-            if not exc.is_not_found:  # gone meanwhile: the next snapshot says so, nothing to hold
-                raise
-
     def add_finalizer(self, obj: KubeObject, finalizer: str) -> None:
         if finalizer not in obj.finalizers:
-            self.set_finalizers(obj, [*obj.finalizers, finalizer])
+            self._change_finalizers(obj, add=finalizer)
 
     def remove_finalizer(self, obj: KubeObject, finalizer: str) -> None:
         if finalizer in obj.finalizers:
-            self.set_finalizers(obj, [f for f in obj.finalizers if f != finalizer])
+            self._change_finalizers(obj, remove=finalizer)
+
+    def _change_finalizers(self, obj: KubeObject, *, add: str = "", remove: str = "") -> None:
+        """Add or remove one finalizer without touching the others. Built-in kinds take a strategic-merge patch
+        (finalizers merge as a set; `$deleteFromPrimitiveList` removes one), which needs no resourceVersion: two
+        actors changing different finalizers of one Ingress (a member moving between groups) never conflict.
+        Custom resources (strategic merge unsupported) get the whole list with a resourceVersion precondition;
+        only their own actor writes them."""
+        resource = _RESOURCES[obj.kind]
+        if obj.kind in _CUSTOM_KINDS:
+            wanted = [f for f in obj.finalizers if f != remove] + ([add] if add else [])
+            patch: dict[str, Any] = {
+                "metadata": {"finalizers": wanted or None, "resourceVersion": obj.resource_version}
+            }
+            patch_type = k8s.PatchType.MERGE
+        else:
+            meta: dict[str, Any] = (
+                {"finalizers": [add]} if add else {"$deleteFromPrimitiveList/finalizers": [remove]}
+            )
+            patch, patch_type = {"metadata": meta}, k8s.PatchType.STRATEGIC
+        try:
+            self._kube.patch(resource, obj.name, patch, patch_type=patch_type, namespace=obj.namespace)
+        except k8s.KubeApiError as exc:
+            if not exc.is_not_found:  # gone meanwhile: the next snapshot says so, nothing to hold
+                raise
 
     def set_load_balancer_status(self, obj: KubeObject, ingress_status: list[dict[str, Any]]) -> bool:
         """Set `status.loadBalancer.ingress`; False (and no write) when it already is that."""

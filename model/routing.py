@@ -42,7 +42,7 @@ def affected_actors(
 ) -> frozenset[ActorKey]:
     """The actors that must reconcile because object `kind`/`key` changed between `before` and `after`."""
     obj = after.get(kind, key) or before.get(kind, key)
-    if obj is None:
+    if obj is None or _irrelevant_update(before, after, kind, key):
         return frozenset()
     groups: set[str] = set()
     bindings: set[str] = set()
@@ -77,6 +77,21 @@ def affected_actors(
             changed |= {k for k in after.items(INGRESS) if k.startswith(obj.name + "/")}
         groups |= _groups_of(before, changed) | _groups_of(after, changed)
     return frozenset({(INGRESS_GROUP_ACTOR, g) for g in groups} | {(TARGET_GROUP_ACTOR, b) for b in bindings})
+
+
+def _irrelevant_update(before: ClusterSnapshot, after: ClusterSnapshot, kind: str, key: str) -> bool:
+    """An update no actor needs to see (upstream ignores them too): for Ingresses and Services, a change of
+    neither annotations, spec nor deletion state — e.g. the status or the finalizers the controller itself just
+    wrote (an Ingress whose group membership changed is still routed, through the group indexes)."""
+    if kind not in (INGRESS, SERVICE):
+        return False
+    old, new = before.get(kind, key), after.get(kind, key)
+    if old is None or new is None:
+        return False
+    same = old.annotations == new.annotations and old.spec == new.spec and old.deleting == new.deleting
+    if kind == INGRESS:
+        same = same and before.ingress_groups.get(key) == after.ingress_groups.get(key)
+    return same
 
 
 def all_actors(snapshot: ClusterSnapshot) -> frozenset[ActorKey]:

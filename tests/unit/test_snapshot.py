@@ -167,3 +167,20 @@ def test_relist_drops_what_disappeared_and_marks_synced() -> None:
     assert set(relisted.items(INGRESS)) == {"default/b"}
     assert set(relisted.group_members) == {"default/b"}
     assert relisted.is_synced([INGRESS]) and not relisted.is_synced([INGRESS, POD])
+
+
+def test_updates_that_change_nothing_an_actor_reads_are_not_routed() -> None:
+    svc = from_raw(SERVICE, raw(SERVICE, "web", "default", spec={"selector": {"app": "web"}}))
+    snap = world(ingress_class(), ingress("a"), svc)
+    # The controller's own writes: status and (for a member of the group already) its finalizer.
+    with_status = from_raw(INGRESS, {**raw(INGRESS, "a", "default", spec=dict(snap.get(INGRESS, "default/a").spec)),
+                                     "status": {"loadBalancer": {"ingress": [{"hostname": "x"}]}}})  # fmt: skip
+    assert affected_actors(snap, upsert(snap, with_status), INGRESS, "default/a") == set()
+    finalized = ingress("a", finalizers=("ingress.k8s.aws/resources",))
+    assert affected_actors(snap, upsert(snap, finalized), INGRESS, "default/a") == set()
+    service_status = from_raw(SERVICE, {**raw(SERVICE, "web", "default", spec={"selector": {"app": "web"}}),
+                                        "status": {"loadBalancer": {}}})  # fmt: skip
+    assert affected_actors(snap, upsert(snap, service_status), SERVICE, "default/web") == set()
+    # A real change is routed.
+    changed = ingress("a", annotations={"alb.ingress.kubernetes.io/scheme": "internet-facing"})
+    assert affected_actors(snap, upsert(snap, changed), INGRESS, "default/a") == {(G, "default/a")}
