@@ -19,6 +19,7 @@ from loguru import logger
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from actors.aws_gateway.facade import AwsGateway, start_gateway
+from actors.base import Newest
 from actors.facts import AwsFacts
 from actors.ingress_group.actor import IngressDeps, IngressGroupActor
 from actors.kube_writes import KubeWriter
@@ -46,7 +47,6 @@ from model.snapshot import ClusterSnapshot
 from settings import Settings
 from supervisor import (
     ChildFactory,
-    GetSnapshot,
     LeadershipChanged,
     SupervisorActor,
     tell_quietly,
@@ -106,6 +106,10 @@ class Controller:
         self._stack: list[tuple[str, Callable[[], object]]] = [("kube-client", self.kube.close)]
         #: Names of the components stopped so far, in the order they stopped.
         self.stopped: list[str] = []
+        #: The supervisor's newest snapshot, read by the webhook and by actors retrying.
+        self.newest = Newest()
+        self.exit_code = 0
+        self._done = threading.Event()
 
     @property
     def debug(self) -> DebugServer | None:
@@ -172,6 +176,7 @@ class Controller:
             ingress_class_flag=s.ingress_class,
             leading=not s.enable_leader_election,
             sync_period=s.sync_period,
+            newest=self.newest,
         )
         self._push("supervisor", lambda: supervisor.stop(block=True, timeout=10))
         if s.enable_leader_election:
@@ -181,7 +186,7 @@ class Controller:
                 lease_store,
                 LeaderElectionConfig(namespace=s.leader_election_namespace, lease_name=s.leader_election_id),
                 on_started_leading=lambda: tell_quietly(supervisor, LeadershipChanged(leading=True)),
-                on_stopped_leading=lambda: tell_quietly(supervisor, LeadershipChanged(leading=False)),
+                on_stopped_leading=self._lost_leadership,
             )
             self.elector.start()
             self._push("leader-elector", self.elector.stop)
@@ -241,7 +246,7 @@ class Controller:
         def mutate_pod(request: Mapping[str, Any]) -> JsonPatch:
             if not s.enable_pod_readiness_gate_inject:
                 return []
-            snapshot = supervisor.ask(GetSnapshot(), timeout=2.0)
+            snapshot = self.newest.value  # never waits behind the supervisor's mailbox
             assert isinstance(snapshot, ClusterSnapshot)
             return mutate_pod_from_snapshot(snapshot, request)
 
@@ -278,9 +283,17 @@ class Controller:
             self.stopped.append(name)
         logger.info("controller stopped")
 
+    def _lost_leadership(self) -> None:
+        """As upstream: a leader that lost its lease exits, so that no actor of the old term (networking rules,
+        readiness patches, plans) keeps acting beside the new leader; its replacement starts fresh."""
+        logger.error("leadership lost, stopping")
+        self.exit_code = 1
+        self._done.set()
+
     def run(self) -> int:
-        """Start, then serve until SIGTERM or SIGINT; stop cleanly. 1 when it cannot start (a port taken)."""
-        done = threading.Event()
+        """Start, then serve until SIGTERM or SIGINT (0) or a lost leadership (1); stop cleanly. 1 when it
+        cannot start (a port taken)."""
+        done = self._done
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: done.set())
         try:
@@ -293,7 +306,7 @@ class Controller:
             done.wait()
         finally:
             self.stop()
-        return 0
+        return self.exit_code
 
 
 def _forwarder(supervisor: pykka.ActorRef[Any], kind: str) -> Callable[[WatchEvent], None]:

@@ -17,7 +17,7 @@ import pykka
 from loguru import logger
 from pyrsistent import PClass, PVector, field, pvector
 
-from actors.base import ChildFailed, Reconcile
+from actors.base import ChildFailed, Newest, Reconcile, Retire
 from actors.status import ActorStatus, StatusBoard
 from actors.timers import Cancellable, Timers
 from adapters.watch import EventType, WatchEvent
@@ -89,8 +89,11 @@ class SupervisorActor(pykka.ThreadingActor):
         leading: bool,
         sync_period: float = 0.0,
         kinds: tuple[str, ...] = WATCHED_KINDS,
+        newest: Newest | None = None,
     ) -> None:
         super().__init__()
+        #: The newest snapshot, readable by any thread (the webhook, children retrying) without asking.
+        self.newest = newest or Newest()
         self._factories = dict(factories)
         self._board = board
         self._timers = timers
@@ -99,12 +102,21 @@ class SupervisorActor(pykka.ThreadingActor):
         self._leading = leading
         self._sync_period = sync_period
         self._kinds = kinds
-        self.snapshot: ClusterSnapshot = empty_snapshot(ingress_class_flag=ingress_class_flag)
+        self.snapshot = empty_snapshot(ingress_class_flag=ingress_class_flag)
         self._children: dict[ActorKey, pykka.ActorRef[Any]] = {}
         self._restarts: dict[ActorKey, int] = {}
         self._refused: set[ActorKey] = set()
         self._resync_timer: Cancellable | None = None
         self._log = logger.bind(actor="supervisor")
+
+    @property
+    def snapshot(self) -> ClusterSnapshot:
+        found: ClusterSnapshot = self.newest.value
+        return found
+
+    @snapshot.setter
+    def snapshot(self, value: ClusterSnapshot) -> None:
+        self.newest.value = value
 
     @property
     def synced(self) -> bool:
@@ -140,8 +152,11 @@ class SupervisorActor(pykka.ThreadingActor):
             before = self.snapshot
             self.snapshot = replace_kind(before, message.kind, message.objects)
             if was_synced:
-                # A relist after an outage: everything that changed meanwhile must be looked at again.
-                changed = {o.key for o in message.objects} | set(before.items(message.kind))
+                # A relist after an outage: what changed meanwhile must be looked at again (replace_kind keeps
+                # unchanged objects as they were, so identity tells the changed ones apart).
+                kind = message.kind
+                keys = {o.key for o in message.objects} | set(before.items(kind))
+                changed = {k for k in keys if before.get(kind, k) is not self.snapshot.get(kind, k)}
                 self._route(
                     set().union(*(affected_actors(before, self.snapshot, message.kind, k) for k in changed))
                 )
@@ -202,7 +217,7 @@ class SupervisorActor(pykka.ThreadingActor):
             return None
         self._refused.discard(actor)
         factory = self._factories[actor[0]]
-        ref = factory(key=actor[1], snapshot=self.snapshot, supervisor=self.actor_ref)
+        ref = factory(key=actor[1], snapshot=self.snapshot, supervisor=self.actor_ref, newest=self.newest)
         self._children[actor] = ref
         self._log.bind(actor_kind=actor[0], key=actor[1]).info("actor spawned")
         return ref
@@ -211,6 +226,7 @@ class SupervisorActor(pykka.ThreadingActor):
         ref = self._children.pop(actor, None)
         self._restarts.pop(actor, None)
         if ref is not None:
+            tell_quietly(ref, Retire())  # handled before the stop that follows (one mailbox, in order)
             ref.stop(block=False)
             self._log.bind(actor_kind=actor[0], key=actor[1]).info("actor stopped")
             if self._refused:  # room again under the ceiling: the actors refused earlier get their turn

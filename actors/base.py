@@ -41,6 +41,10 @@ class Reconcile(PClass):
     snapshot: Any = field(mandatory=True)
 
 
+class Retire(PClass):
+    """Command: your key is gone; let go of whatever others keep for you (the supervisor stops you next)."""
+
+
 class _RunNow(PClass):
     """Internal: run the coalesced reconcile queued behind the pokes already in the mailbox."""
 
@@ -49,6 +53,16 @@ class _Wake(PClass):
     """Internal: a retry or requeue timer fired; stale tokens are ignored."""
 
     token = field(type=int, mandatory=True)
+
+
+class Newest:
+    """The newest value of something many threads read and one writes (the supervisor's snapshot): a plain
+    reference swap, atomic in Python, so readers never wait for the writer's mailbox."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any = None) -> None:
+        self.value = value
 
 
 class ChildFailed(PClass):
@@ -74,12 +88,14 @@ class ReconcilingActor(pykka.ThreadingActor):
         snapshot: Any = None,
         supervisor: pykka.ActorRef[Any] | None = None,
         metrics: ReconcileMetrics | None = None,
+        newest: Newest | None = None,
     ) -> None:
         super().__init__()
         if not backoff:
             raise ValueError("backoff needs at least one delay")
         self.key = key
         self.snapshot: Any = snapshot
+        self._newest = newest
         self._timers = timers
         self._backoff = backoff
         self._board = board
@@ -96,6 +112,9 @@ class ReconcilingActor(pykka.ThreadingActor):
     def reconcile(self, snapshot: Any) -> None:
         """Converge the world for `self.key` given `snapshot`; raise RequeueAfter / PermanentError / anything."""
         raise NotImplementedError
+
+    def retire(self) -> None:
+        """Called once when the key is gone for good, before the actor stops (not at controller shutdown)."""
 
     def details(self) -> dict[str, Any]:
         """Extra, JSON-serialisable state for the debug server (what this actor knows and intends)."""
@@ -140,9 +159,15 @@ class ReconcilingActor(pykka.ThreadingActor):
         elif isinstance(message, _RunNow):
             self._run_queued = False
             self._run()
+        elif isinstance(message, Retire):
+            self.retire()
         elif isinstance(message, _Wake):
             if message.token == self._wake_token and self._wake_timer is not None:
                 self._wake_timer = None
+                if self._newest is not None and self._newest.value is not None:
+                    # A retry or poll looks at the world as it is now: updates no actor needed to be told of
+                    # (e.g. our own writes) are in the newest snapshot, not in the last one we were sent.
+                    self.snapshot = self._newest.value
                 self._run()
         else:
             return self.handle(message)

@@ -36,6 +36,7 @@ CERTIFICATE_DETAIL_TTL = 3600.0  # upstream: 5 min (imported) .. 10 h (Amazon-is
 NAMES_TTL = 1200.0  # upstream: target group names 20 min
 WAF_TTL = 3600.0
 SHIELD_TTL = 7200.0
+BACKEND_SG_TTL = 600.0  # deleted out of band (or released): found or made again within minutes
 BACKEND_SG_DESCRIPTION = "[k8s] Shared Backend SecurityGroup for LoadBalancer"
 
 
@@ -74,7 +75,8 @@ class AwsFacts:
                 cached: T = entry.value
                 return cached
             value = fetch()
-            entry.value, entry.expires = value, self._clock() + ttl
+            # An empty answer (a name not found yet) is not remembered: the thing may be created any moment.
+            entry.value, entry.expires = value, (self._clock() + ttl if value not in ("", None) else 0.0)
             return value
 
     def _all(self, service: str, operation: str, params: Mapping[str, Any], result_key: str) -> list[Any]:
@@ -166,7 +168,7 @@ class AwsFacts:
     # -- the shared backend security group ---------------------------------------------------------------
     def backend_security_group(self, vpc_id: str) -> str:
         """The cluster's shared backend SG id: found by its tags in the VPC, or created."""
-        return self._cached(("backend-sg", vpc_id), float("inf"), lambda: self._ensure_backend_sg(vpc_id))
+        return self._cached(("backend-sg", vpc_id), BACKEND_SG_TTL, lambda: self._ensure_backend_sg(vpc_id))
 
     def release_backend_security_group(self, vpc_id: str) -> bool:
         """Delete the cluster's shared backend SG (found by its tags); False while AWS says it is still in use."""

@@ -69,6 +69,7 @@ LB_ATTRIBUTE_DELETION_PROTECTION = "deletion_protection.enabled"
 ADDON_NONE = "none"  # wafv2-acl-arn / wafv2-acl-name / waf-acl-id value that means "no association"
 EVENT_REASON_FAILED_BUILD_MODEL = "FailedBuildModel"
 EVENT_REASON_FAILED_DEPLOY_MODEL = "FailedDeployModel"
+EVENT_REASON_FAILED_RECONCILE = "FailedReconcile"  # TargetGroupBinding
 EVENT_REASON_SUCCESSFULLY_RECONCILED = "SuccessfullyReconciled"
 EVENT_REASON_FAILED_ADD_FINALIZER = "FailedAddFinalizer"
 EVENT_REASON_FAILED_REMOVE_FINALIZER = "FailedRemoveFinalizer"

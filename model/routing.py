@@ -14,7 +14,11 @@ from collections.abc import Iterable
 
 from pyrsistent import pset
 
-from model.constants import LABEL_ENDPOINT_SLICE_SERVICE
+from model.constants import (
+    LABEL_ENDPOINT_SLICE_SERVICE,
+    READINESS_CONDITION_PREFIX,
+    READINESS_CONDITION_PREFIX_LEGACY,
+)
 from model.objects import (
     ENDPOINT_SLICE,
     INGRESS,
@@ -28,7 +32,6 @@ from model.objects import (
     KubeObject,
     object_key,
 )
-from model.selectors import service_selector_matches
 from model.snapshot import ClusterSnapshot
 
 INGRESS_GROUP_ACTOR = "ingress-group"
@@ -58,10 +61,12 @@ def affected_actors(
             for snap in (before, after):
                 bindings |= set(snap.bindings_by_service.get(object_key(obj.namespace, service), pset()))
     elif kind == POD:
+        # Only pods behind a readiness gate concern a binding directly (as upstream): the gate names it. Other
+        # pod changes reach the bindings through their EndpointSlices.
         for snap in (before, after):
             pod = snap.get(POD, key)
             if pod is not None:
-                bindings |= _bindings_selecting(snap, pod)
+                bindings |= {b for b in _gated_bindings(pod) if snap.get(TARGET_GROUP_BINDING, b) is not None}
     elif kind == NODE:
         bindings |= set(before.items(TARGET_GROUP_BINDING)) | set(after.items(TARGET_GROUP_BINDING))
     elif kind == TARGET_GROUP_BINDING:
@@ -119,10 +124,12 @@ def _groups_of(snapshot: ClusterSnapshot, ingress_keys: Iterable[str]) -> set[st
     return groups
 
 
-def _bindings_selecting(snapshot: ClusterSnapshot, pod: KubeObject) -> set[str]:
-    bindings: set[str] = set()
-    for service_key in snapshot.services_by_namespace.get(pod.namespace, pset()):
-        service = snapshot.get(SERVICE, service_key)
-        if service is not None and service_selector_matches(service.spec.get("selector"), pod.labels):
-            bindings |= set(snapshot.bindings_by_service.get(service_key, pset()))
-    return bindings
+def _gated_bindings(pod: KubeObject) -> set[str]:
+    """`namespace/binding` keys named by the pod's readiness gates (current and legacy prefixes)."""
+    found: set[str] = set()
+    for gate in pod.spec.get("readinessGates") or ():
+        condition = str(gate.get("conditionType") or "")
+        for prefix in (READINESS_CONDITION_PREFIX, READINESS_CONDITION_PREFIX_LEGACY + "/"):
+            if condition.startswith(prefix):
+                found.add(object_key(pod.namespace, condition[len(prefix) :]))
+    return found

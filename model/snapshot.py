@@ -6,7 +6,8 @@ to the actors by reference. Alongside the objects it keeps the indexes that rout
 
 - `ingress_groups`: Ingress → the group keys it is a member of (its managed group, plus every group it still
   holds a finalizer for); `group_members` is the reverse.
-- `ingresses_by_service`, `ingresses_by_class`, `bindings_by_service`, `services_by_namespace`.
+- `ingresses_by_service`, `ingresses_by_class`, `bindings_by_service`, `services_by_namespace`,
+  `slices_by_service` (EndpointSlices by their `kubernetes.io/service-name` label).
 
 Group membership depends on IngressClasses, IngressClassParams and Namespaces (a class change can move an
 Ingress in or out of every group), so changes of those re-index the Ingresses they concern; the result does
@@ -21,9 +22,10 @@ from typing import Any
 
 from pyrsistent import PClass, PMap, PSet, field, pmap, pset
 
-from model.constants import INGRESS_ANNOTATION_PREFIX
+from model.constants import INGRESS_ANNOTATION_PREFIX, LABEL_ENDPOINT_SLICE_SERVICE
 from model.ingress_class import Classification, classify_ingress, finalizer_groups
 from model.objects import (
+    ENDPOINT_SLICE,
     INGRESS,
     INGRESS_CLASS,
     INGRESS_CLASS_PARAMS,
@@ -51,6 +53,7 @@ class ClusterSnapshot(PClass):
     ingresses_by_class: PMap[str, Any] = field(type=PMap, initial=pmap())
     bindings_by_service: PMap[str, Any] = field(type=PMap, initial=pmap())
     services_by_namespace: PMap[str, Any] = field(type=PMap, initial=pmap())
+    slices_by_service: PMap[str, Any] = field(type=PMap, initial=pmap())
 
     def items(self, kind: str) -> PMap[str, Any]:
         """All objects of `kind`, by key."""
@@ -114,6 +117,10 @@ def _changed(snapshot: ClusterSnapshot, kind: str, key: str, new: KubeObject | N
         namespace = (new or old).namespace  # type: ignore[union-attr]
         snapshot = snapshot.set(
             services_by_namespace=_index_set(snapshot.services_by_namespace, namespace, key, new is not None)
+        )
+    elif kind == ENDPOINT_SLICE:
+        snapshot = snapshot.set(
+            slices_by_service=_move(snapshot.slices_by_service, key, _slice_service(old), _slice_service(new))
         )
     elif kind == TARGET_GROUP_BINDING:
         snapshot = snapshot.set(
@@ -244,6 +251,13 @@ def _ingress_services(ingress: KubeObject | None) -> frozenset[str]:
     if ingress is None:
         return frozenset()
     return frozenset(object_key(ingress.namespace, name) for name in ingress_service_names(ingress))
+
+
+def _slice_service(endpoint_slice: KubeObject | None) -> frozenset[str]:
+    if endpoint_slice is None:
+        return frozenset()
+    name = endpoint_slice.labels.get(LABEL_ENDPOINT_SLICE_SERVICE)
+    return frozenset({object_key(endpoint_slice.namespace, name)}) if name else frozenset()
 
 
 def _binding_services(binding: KubeObject | None) -> frozenset[str]:

@@ -78,8 +78,8 @@ def select_targets(
     service = snapshot.get(SERVICE, object_key(binding.namespace, service_name)) if service_name else None
     target_type = spec.get("targetType")
     if target_type == TARGET_TYPE_IP:
-        prefix = binding.namespace + "/"
-        slices = [s for k, s in snapshot.items(ENDPOINT_SLICE).items() if k.startswith(prefix)]
+        slice_keys = snapshot.slices_by_service.get(object_key(binding.namespace, service_name), ())
+        slices = [s for k in sorted(slice_keys) if (s := snapshot.get(ENDPOINT_SLICE, k)) is not None]
         return select_ip_targets(
             binding, service, slices, snapshot.items(POD), snapshot.items(NODE), fail_open=fail_open
         )

@@ -63,7 +63,8 @@ class IngressGroupActor(ReconcilingActor):
         )
         self._last_good: Stack | None = None
         self._release_started: float | None = None
-        self._reported: set[tuple[str, str, str]] = set()
+        self._reported: set[tuple[str, str, str]] = set()  # Events recorded, kept while they still hold
+        self._round: set[tuple[str, str, str]] = set()  # Events of the current reconcile
         self._summary: dict[str, Any] = {}
 
     def details(self) -> dict[str, Any]:
@@ -75,9 +76,11 @@ class IngressGroupActor(ReconcilingActor):
             "active_members": [i.key for i in members.active],
             "inactive_members": [i.key for i in members.inactive],
         }
+        self._round = set()
         try:
             self._converge(snapshot)
-        except PermanentError:
+            self._reported = self._round  # a problem that went away and comes back is reported again
+        except (PermanentError, RequeueAfter):
             raise
         except Exception as exc:
             for ingress in members.active:
@@ -147,8 +150,9 @@ class IngressGroupActor(ReconcilingActor):
         return [{"hostname": dns.lower(), "ports": [{"port": p, "protocol": "TCP"} for p in ports]}]
 
     def _report(self, ingress: KubeObject, reason: str, message: str, *, warning: bool = True) -> None:
-        """Record an Event once per (object, reason, message) for as long as this actor lives."""
+        """Record an Event once per (object, reason, message) for as long as the problem lasts."""
         key = (ingress.uid, reason, message)
+        self._round.add(key)
         if key in self._reported and reason != EVENT_REASON_SUCCESSFULLY_RECONCILED:
             return
         self._reported.add(key)

@@ -34,6 +34,7 @@ from actors.readiness.actor import ReleaseBinding, TrackBinding, TrackedTarget
 from model.constants import (
     ANNOTATION_CHECKPOINT,
     ANNOTATION_CHECKPOINT_TIMESTAMP,
+    EVENT_REASON_FAILED_RECONCILE,
     FINALIZER_TARGET_GROUP_BINDING,
 )
 from model.networking import binding_networking
@@ -73,6 +74,11 @@ class TargetGroupActor(ReconcilingActor):
 
     def details(self) -> dict[str, Any]:
         return self._summary
+
+    def retire(self) -> None:
+        """The binding is gone (its finalizer removed by us, or by hand): nothing more to poll or allow for it."""
+        self._deps.readiness.tell(ReleaseBinding(binding_key=self.key, pods=pvector()))
+        self._tell_networking(ForgetNetworking(binding_key=self.key))
 
     def reconcile(self, snapshot: ClusterSnapshot) -> None:
         binding = snapshot.get(TARGET_GROUP_BINDING, self.key)
@@ -115,6 +121,8 @@ class TargetGroupActor(ReconcilingActor):
             raise RequeueAfter(self._full_sync_due - now, "full sync")
         registered = self._registered_targets(tg_arn)
         to_register, to_deregister = diff_targets(desired, registered)
+        if to_register or to_deregister:  # as upstream: a half-applied change must never look checkpointed
+            self._deps.writer.set_annotations(binding, {ANNOTATION_CHECKPOINT: None})
         self._change("DeregisterTargets", tg_arn, to_deregister)
         self._change("RegisterTargets", tg_arn, to_register)
         for target in to_register:
@@ -146,6 +154,9 @@ class TargetGroupActor(ReconcilingActor):
     # -- AWS ------------------------------------------------------------------------------------------------------
     def _target_group_arn(self, binding: KubeObject) -> str:
         arn = str(binding.spec.get("targetGroupARN") or "")
+        name = str(binding.spec.get("targetGroupName") or "")
+        if not arn and name:
+            arn = self._deps.facts.target_group_arn(name)
         if arn:
             return arn
         name = str(binding.spec.get("targetGroupName") or "")
@@ -153,9 +164,15 @@ class TargetGroupActor(ReconcilingActor):
             found = self._deps.facts.target_group_arn(name)
             if found:
                 return found
-        message = f"target group {name or '(no targetGroupARN or targetGroupName)'} not found"
-        self._deps.writer.event(binding, reason="FailedReconcile", message=message, warning=True)
-        raise PermanentError(message)
+        if not name:
+            message = "the binding names no target group (spec.targetGroupARN or spec.targetGroupName)"
+            self._deps.writer.event(
+                binding, reason=EVENT_REASON_FAILED_RECONCILE, message=message, warning=True
+            )
+            raise PermanentError(message)
+        message = f"target group {name} not found"
+        self._deps.writer.event(binding, reason=EVENT_REASON_FAILED_RECONCILE, message=message, warning=True)
+        raise RequeueAfter(60.0, message)  # it may be created later
 
     def _registered_targets(self, tg_arn: str) -> list[dict[str, Any]]:
         answer = self._deps.gateway.call("elbv2", "DescribeTargetHealth", {"TargetGroupArn": tg_arn})
@@ -210,6 +227,9 @@ class TargetGroupActor(ReconcilingActor):
 
     def _clean_up(self, snapshot: ClusterSnapshot, binding: KubeObject) -> None:
         arn = str(binding.spec.get("targetGroupARN") or "")
+        name = str(binding.spec.get("targetGroupName") or "")
+        if not arn and name:
+            arn = self._deps.facts.target_group_arn(name)
         if arn:
             try:
                 registered = [described_target(item) for item in self._registered_targets(arn)]

@@ -147,8 +147,9 @@ def test_service_endpoints_pods_and_nodes_reach_their_bindings() -> None:
     tgb = from_raw(TARGET_GROUP_BINDING, raw(TARGET_GROUP_BINDING, "web-tgb", "default",
                                              spec={"serviceRef": {"name": "web", "port": 80}}))  # fmt: skip
     snap = world(ingress_class(), ingress("a"), svc, tgb)
-    pod = from_raw(POD, raw(POD, "web-1", "default", metadata={"labels": {"app": "web"}}))
-    stranger = from_raw(POD, raw(POD, "db-1", "default", metadata={"labels": {"app": "db"}}))
+    gate = {"readinessGates": [{"conditionType": "target-health.elbv2.k8s.aws/web-tgb"}]}
+    pod = from_raw(POD, raw(POD, "web-1", "default", metadata={"labels": {"app": "web"}}, spec=gate))
+    stranger = from_raw(POD, raw(POD, "db-1", "default", metadata={"labels": {"app": "db"}}))  # no gate
     slice_ = from_raw(ENDPOINT_SLICE, raw(ENDPOINT_SLICE, "web-x", "default",
                                           metadata={"labels": {"kubernetes.io/service-name": "web"}}))  # fmt: skip
     node = from_raw(NODE, raw(NODE, "n1"))
