@@ -255,7 +255,8 @@ class ReadinessActor(pykka.ThreadingActor):
     # -- writing conditions ----------------------------------------------------------------------------------
     def _write_all(self, writes: list[tuple[KubeObject, str, ConditionDecision]]) -> list[KubeObject]:
         """Apply the decisions (up to WRITERS patches in flight, in order of submission); the pods as we now
-        believe they are. The first failed patch is raised once all have finished."""
+        believe they are. A failed patch leaves its pod as it was, so the next poll tries it again; the others'
+        bookkeeping is kept."""
         now = datetime.now(UTC)
         futures = [
             self._pool.submit(self._write, pod, ctype, decision, now) for pod, ctype, decision in writes
@@ -276,7 +277,13 @@ class ReadinessActor(pykka.ThreadingActor):
         patch = condition_patch(pod, condition_type, status, reason, message, now)
         if patch is None:
             return pod, False
-        patched = self._writer.patch_pod_status(pod, patch)
+        try:
+            patched = self._writer.patch_pod_status(pod, patch)
+        except Exception as exc:  # one pod's failure must not lose the others' results
+            self._log.bind(pod=pod.key, condition=condition_type, error=repr(exc)).warning(
+                "pod readiness condition not set"
+            )
+            return pod, False
         if patched:
             self._log.bind(pod=pod.key, condition=condition_type, status=status, reason=reason).info(
                 "pod readiness condition set"
