@@ -12,7 +12,8 @@ A reconcile (level-triggered, from the newest snapshot):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,10 @@ from actors.facts import AwsFacts
 from actors.ingress_group.pipeline import GroupPlan, GroupPlanner, group_members
 from actors.kube_writes import KubeWriter
 from model.constants import (
+    EVENT_REASON_FAILED_ADD_FINALIZER,
     EVENT_REASON_FAILED_DEPLOY_MODEL,
+    EVENT_REASON_FAILED_REMOVE_FINALIZER,
+    EVENT_REASON_FAILED_UPDATE_STATUS,
     EVENT_REASON_SUCCESSFULLY_RECONCILED,
     FINALIZER_EXPLICIT_GROUP_PREFIX,
     FINALIZER_IMPLICIT_GROUP,
@@ -82,6 +86,10 @@ class IngressGroupActor(ReconcilingActor):
             self._reported = self._round  # a problem that went away and comes back is reported again
         except (PermanentError, RequeueAfter):
             raise
+        except _PhaseFailed as failed:
+            for ingress in failed.objects:
+                self._report(ingress, failed.reason, f"{type(failed.error).__name__}: {failed.error}")
+            raise failed.error from None
         except Exception as exc:
             for ingress in members.active:
                 self._report(ingress, EVENT_REASON_FAILED_DEPLOY_MODEL, f"{type(exc).__name__}: {exc}")
@@ -90,8 +98,10 @@ class IngressGroupActor(ReconcilingActor):
     def _converge(self, snapshot: ClusterSnapshot) -> None:
         writer = self._deps.writer
         finalizer = group_finalizer(self.key, explicit="/" not in self.key)
-        for ingress in group_members(snapshot, self.key).active:
-            writer.add_finalizer(ingress, finalizer)
+        active = group_members(snapshot, self.key).active
+        with _phase(EVENT_REASON_FAILED_ADD_FINALIZER, active):
+            for ingress in active:
+                writer.add_finalizer(ingress, finalizer)
         planned = self._planner.plan_group(snapshot, self.key, previous=self._last_good)
         applied = apply_plan(
             planned.plan,
@@ -104,12 +114,14 @@ class IngressGroupActor(ReconcilingActor):
         changed = not planned.plan.empty
         if planned.desired.load_balancer is not None:
             status = self._lb_status(planned, applied.ids)
-            for ingress in planned.members.active:
-                changed |= writer.set_load_balancer_status(ingress, status)
+            with _phase(EVENT_REASON_FAILED_UPDATE_STATUS, planned.members.active):
+                for ingress in planned.members.active:
+                    changed |= writer.set_load_balancer_status(ingress, status)
         if not planned.members.active and not _backend_sg_needed(snapshot, leaving=planned.members.inactive):
             self._release_backend_sg(snapshot)
-        for ingress in planned.members.inactive:
-            writer.remove_finalizer(ingress, finalizer)
+        with _phase(EVENT_REASON_FAILED_REMOVE_FINALIZER, planned.members.inactive):
+            for ingress in planned.members.inactive:
+                writer.remove_finalizer(ingress, finalizer)
         self._summary.update(
             {
                 "planned_steps": len(planned.plan.steps),
@@ -157,6 +169,24 @@ class IngressGroupActor(ReconcilingActor):
             return
         self._reported.add(key)
         self._deps.writer.event(ingress, reason=reason, message=message, warning=warning)
+
+
+class _PhaseFailed(Exception):
+    """A Kubernetes write of one phase failed: reported under upstream's reason for that phase."""
+
+    def __init__(self, reason: str, objects: tuple[KubeObject, ...], error: Exception) -> None:
+        super().__init__(str(error))
+        self.reason, self.objects, self.error = reason, objects, error
+
+
+@contextmanager
+def _phase(reason: str, objects: tuple[KubeObject, ...]) -> Iterator[None]:
+    try:
+        yield
+    except (PermanentError, RequeueAfter):
+        raise
+    except Exception as exc:
+        raise _PhaseFailed(reason, objects, exc) from exc
 
 
 def _backend_sg_needed(snapshot: ClusterSnapshot, *, leaving: tuple[KubeObject, ...]) -> bool:
