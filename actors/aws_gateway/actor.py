@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 import time
 from collections import deque
 from collections.abc import Hashable, Sequence
@@ -54,6 +55,11 @@ from model.throttle import (
 _log = logger.bind(component="aws_gateway")
 
 
+READ_PREFIXES = ("Describe", "Get", "List")
+LEARNED_RATE = 10.0  # calls/s a learned bucket starts from (its adaptive factor then finds AWS's rate)
+LEARNED_BURST = 10
+
+
 class AwsGatewayActor(pykka.ThreadingActor):
     """Admission, throttling, retries and coalescing in front of an `AwsCaller` (see the module docstring)."""
 
@@ -78,6 +84,7 @@ class AwsGatewayActor(pykka.ThreadingActor):
         self._adapter = adapter
         self._region = region
         self._rules = tuple(rules)
+        self._configured = len(self._rules)  # rules after these are learned from AWS's throttling
         self._max_retries = max_retries
         self._max_in_flight = max_in_flight
         self._max_queued = max_queued
@@ -161,10 +168,7 @@ class AwsGatewayActor(pykka.ThreadingActor):
                 ),
             )
             return
-        class_key = self._classes.get((sid, call.operation))
-        if class_key is None:
-            class_key = matching_rules(self._rules, sid, call.operation)
-            self._classes[(sid, call.operation)] = class_key
+        class_key = self._class_for(sid, call.operation)
         item = WorkItem(
             id=next(self._ids),
             call=call,
@@ -176,6 +180,16 @@ class AwsGatewayActor(pykka.ThreadingActor):
         )
         self._enqueue(item, front=False)
         self._pump()
+
+    def _class_for(self, sid: str, operation: str) -> tuple[int, ...]:
+        """The buckets a call passes: its configured rules' or, when none matches, its learned ones'."""
+        class_key = self._classes.get((sid, operation))
+        if class_key is None:
+            class_key = matching_rules(self._rules[: self._configured], sid, operation) or tuple(
+                i for i in range(self._configured, len(self._rules)) if self._rules[i].matches(sid, operation)
+            )
+            self._classes[(sid, operation)] = class_key
+        return class_key
 
     def _enqueue(self, item: WorkItem, *, front: bool) -> None:
         queue = self._queues.get(item.class_key)
@@ -300,6 +314,8 @@ class AwsGatewayActor(pykka.ThreadingActor):
             message.duration,
             throttled=throttled,
         )
+        if throttled and not item.class_key:
+            item.class_key = self._learn_bucket(sid, operation)
         buckets = [self._buckets[i] for i in item.class_key]
         if error is None:
             for bucket in buckets:
@@ -316,6 +332,20 @@ class AwsGatewayActor(pykka.ThreadingActor):
                 self._complete(item, message.http_status, error)
         self._pump()
 
+    def _learn_bucket(self, sid: str, operation: str) -> tuple[int, ...]:
+        """AWS throttled a call no client-side rule covers (upstream has none for e.g. ELB Create*/Delete* or
+        EC2): from now on such calls — reads or writes of that service — pass an adaptive bucket of their own,
+        which the throttling just seen slows down and successes speed up again. Without it every call of a
+        burst would be sent, rejected and retried."""
+        read = operation.startswith(READ_PREFIXES)
+        pattern = re.compile(r"^(Describe|Get|List)" if read else r"^(?!Describe|Get|List)")
+        rule = ThrottleRule(sid, pattern, LEARNED_RATE, LEARNED_BURST)
+        self._rules = (*self._rules, rule)
+        self._buckets.append(TokenBucket(rule.rate, rule.burst, self._timers.now))
+        self._classes = {k: v for k, v in self._classes.items() if k[0] != sid}  # re-match that service
+        _log.bind(service=sid, rule=rule.describe()).info("aws throttling learned, client-side bucket added")
+        return self._class_for(sid, operation)
+
     def _schedule_retry(self, item: WorkItem, error: AwsApiError) -> None:
         ceiling = min(self._retry_cap, self._retry_base * 2 ** (item.attempts - 1))
         delay = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
@@ -329,7 +359,10 @@ class AwsGatewayActor(pykka.ThreadingActor):
     def _retry_due(self, item_id: int) -> None:
         entry = self._backing_off.pop(item_id, None)
         if entry is not None:
-            self._enqueue(entry[0], front=True)
+            item = entry[0]
+            if not item.class_key:  # a bucket may have been learned meanwhile
+                item.class_key = self._class_for(item.service_id, item.call.operation)
+            self._enqueue(item, front=True)
         self._pump()
 
     def _complete(self, item: WorkItem, status: int, error: AwsApiError | None) -> None:

@@ -474,3 +474,25 @@ def test_debug_state_is_json(make_gateway: Callable[..., AwsGateway]) -> None:
     assert state["region"] == "eu-west-1"
     assert state["totals"]["succeeded"] == 1
     assert state["buckets"][0]["granted"] == 1
+
+
+def test_throttling_of_an_unruled_operation_teaches_the_gateway_a_bucket(
+    make_gateway: Callable[..., AwsGateway], timers: FakeTimers
+) -> None:
+    """Upstream has no client bucket for ELB Create* calls: once AWS throttles one, the gateway paces them."""
+    throttled = aws_error("Throttling", 400, ErrorClass.THROTTLED)
+    adapter = FakeAdapter(scripted(throttled))
+    gateway = make_gateway(adapter, rules=parse_throttle_overrides(f"{ELB}:^Describe=10:10"))
+    first = gateway.submit("elbv2", "CreateLoadBalancer", {})
+    eventually(lambda: gateway.debug_state()["totals"]["throttled"] == 1)
+    learned = [b for b in gateway.debug_state()["buckets"] if "(?!" in b["rule"]]  # ELB's writes
+    assert len(learned) == 1
+    assert (learned[0]["factor"], learned[0]["throttled"]) == (0.5, 1)
+    drive(timers, first, step=0.5)
+    assert first.get(timeout=1) == {"ok": True}
+    # Another write of that service now passes the learned bucket; reads keep their own rule only.
+    second = gateway.submit("elbv2", "CreateRule", {})
+    drive(timers, second, step=0.5)
+    assert second.get(timeout=1) == {"ok": True}
+    buckets = {b["rule"]: b for b in gateway.debug_state()["buckets"]}
+    assert buckets[learned[0]["rule"]]["granted"] >= 2
