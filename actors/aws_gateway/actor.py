@@ -56,6 +56,7 @@ _log = logger.bind(component="aws_gateway")
 
 
 READ_PREFIXES = ("Describe", "Get", "List")
+PRIORITY_OPERATIONS = frozenset({"DescribeTargetHealth"})
 LEARNED_RATE = 10.0  # calls/s a learned bucket starts from (its adaptive factor then finds AWS's rate)
 LEARNED_BURST = 10
 
@@ -178,7 +179,9 @@ class AwsGatewayActor(pykka.ThreadingActor):
             enqueued_at=self._timers.now(),
             waiters=[message.reply_to],
         )
-        self._enqueue(item, front=False)
+        # Readiness polls jump the queue of their class: a pod waits on each of them, while a reconcile's reads
+        # only delay a reconcile.
+        self._enqueue(item, front=call.operation in PRIORITY_OPERATIONS)
         self._pump()
 
     def _class_for(self, sid: str, operation: str) -> tuple[int, ...]:

@@ -496,3 +496,16 @@ def test_throttling_of_an_unruled_operation_teaches_the_gateway_a_bucket(
     assert second.get(timeout=1) == {"ok": True}
     buckets = {b["rule"]: b for b in gateway.debug_state()["buckets"]}
     assert buckets[learned[0]["rule"]]["granted"] >= 2
+
+
+def test_target_health_polls_jump_the_queue_of_their_class(
+    make_gateway: Callable[..., AwsGateway], timers: FakeTimers
+) -> None:
+    adapter = FakeAdapter()
+    gateway = make_gateway(adapter, rules=parse_throttle_overrides(f"{ELB}:^Describe=1:1"), max_in_flight=1)
+    reads = [gateway.submit("elbv2", "DescribeRules", {"ListenerArn": str(i)}) for i in range(5)]
+    poll = gateway.submit("elbv2", "DescribeTargetHealth", {"TargetGroupArn": "tg"})
+    drive(timers, poll, step=1.0)
+    assert poll.get(timeout=1)["Echo"]["TargetGroupArn"] == "tg"
+    assert sum(done(f) for f in reads) <= 2  # the poll went ahead of the reads queued before it
+    drive(timers, *reads, step=1.0)
