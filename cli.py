@@ -10,7 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from settings import Settings
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -121,7 +124,8 @@ def _add_controller(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.set_defaults(handler=_run_controller, parser=p)
 
 
-def _run_controller(args: argparse.Namespace) -> int:
+def _settings(args: argparse.Namespace, command: str) -> Settings | None:
+    """The Settings of `lbc <command>`'s flags, logging set up; None (after one line on stderr) when invalid."""
     import os
 
     from logs import setup_logging
@@ -130,9 +134,16 @@ def _run_controller(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(args, env=dict(os.environ))
     except SettingsError as exc:
-        print(f"lbc controller: {exc} (see lbc controller --help)", file=sys.stderr)
-        return 2
+        print(f"lbc {command}: {exc} (see lbc {command} --help)", file=sys.stderr)
+        return None
     setup_logging(level=settings.log_level)
+    return settings
+
+
+def _run_controller(args: argparse.Namespace) -> int:
+    settings = _settings(args, "controller")
+    if settings is None:
+        return 2
     from controller import run_controller
 
     return run_controller(settings)
@@ -195,17 +206,9 @@ def _add_plan(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _run_plan(args: argparse.Namespace) -> int:
-    import os
-
-    from logs import setup_logging
-    from settings import SettingsError, settings_from_args
-
-    try:
-        settings = settings_from_args(args, env=dict(os.environ))
-    except SettingsError as exc:
-        print(f"lbc plan: {exc} (see lbc plan --help)", file=sys.stderr)
+    settings = _settings(args, "plan")
+    if settings is None:
         return 2
-    setup_logging(level=settings.log_level)
     from planner_cli import run_plan
 
     return run_plan(settings, paths=args.filename, detailed_exitcode=args.detailed_exitcode)
