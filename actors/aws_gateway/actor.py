@@ -340,6 +340,10 @@ class AwsGatewayActor(pykka.ThreadingActor):
         EC2): from now on such calls — reads or writes of that service — pass an adaptive bucket of their own,
         which the throttling just seen slows down and successes speed up again. Without it every call of a
         burst would be sent, rejected and retried."""
+        self._classes.pop((sid, operation), None)
+        learned = self._class_for(sid, operation)
+        if learned:  # learned already, from another call of the burst that was in flight with this one
+            return learned
         read = operation.startswith(READ_PREFIXES)
         pattern = re.compile(r"^(Describe|Get|List)" if read else r"^(?!Describe|Get|List)")
         rule = ThrottleRule(sid, pattern, LEARNED_RATE, LEARNED_BURST)

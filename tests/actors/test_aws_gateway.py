@@ -498,6 +498,26 @@ def test_throttling_of_an_unruled_operation_teaches_the_gateway_a_bucket(
     assert buckets[learned[0]["rule"]]["granted"] >= 2
 
 
+def test_a_burst_throttled_while_in_flight_teaches_one_bucket_only(
+    make_gateway: Callable[..., AwsGateway], timers: FakeTimers
+) -> None:
+    """Every call of a burst was sent before the first throttle came back: all of them learn the same bucket."""
+    throttled = aws_error("Throttling", 400, ErrorClass.THROTTLED)
+    adapter = FakeAdapter(scripted(*[throttled] * 4))
+    adapter.gate.clear()  # hold all four in flight, unclassified, then let their throttles arrive together
+    gateway = make_gateway(adapter, rules=parse_throttle_overrides(f"{ELB}:^Describe=10:10"), max_in_flight=4)
+    futures = [
+        gateway.submit("elbv2", op, {}) for op in ("CreateRule", "CreateRule", "CreateListener", "DeleteRule")
+    ]
+    eventually(lambda: adapter.running == 4)
+    adapter.gate.set()
+    eventually(lambda: gateway.debug_state()["totals"]["throttled"] == 4)
+    learned = [b for b in gateway.debug_state()["buckets"] if "(?!" in b["rule"]]
+    assert len(learned) == 1
+    drive(timers, *futures, step=0.5)
+    assert [f.get(timeout=1) for f in futures] == [{"ok": True}] * 4
+
+
 def test_target_health_polls_jump_the_queue_of_their_class(
     make_gateway: Callable[..., AwsGateway], timers: FakeTimers
 ) -> None:
