@@ -35,8 +35,8 @@ def _items(
     return found
 
 
-def find_stack_arns(gateway: AwsGateway, *, cluster_name: str, stack_id: str) -> tuple[list[str], list[str]]:
-    """(load balancer ARNs, target group ARNs) tagged for this cluster and stack."""
+def find_stack_resources(gateway: AwsGateway, *, cluster_name: str, stack_id: str) -> dict[str, list[Any]]:
+    """The tags of every load balancer and target group tagged for this cluster and stack, by ARN."""
     params = {
         "TagFilters": [
             {"Key": TAG_K8S_CLUSTER, "Values": [cluster_name]},
@@ -45,8 +45,7 @@ def find_stack_arns(gateway: AwsGateway, *, cluster_name: str, stack_id: str) ->
         "ResourceTypeFilters": [_LB_TYPE, _TG_TYPE],
     }
     mappings = _items(gateway, "resourcegroupstaggingapi", "GetResources", params, "ResourceTagMappingList")
-    arns = sorted(m["ResourceARN"] for m in mappings)
-    return [a for a in arns if ":loadbalancer/" in a], [a for a in arns if ":targetgroup/" in a]
+    return {m["ResourceARN"]: list(m.get("Tags") or ()) for m in mappings}
 
 
 def describe_tags(gateway: AwsGateway, arns: Sequence[str]) -> dict[str, list[dict[str, str]]]:
@@ -76,9 +75,19 @@ def observe_group_stack(
     stack_id: str,
     vpc_id: str,
     bindings: Iterable[KubeObject] = (),
+    teardown: bool = False,
 ) -> ObservedStack:
-    """The observed stack `stack_id` (AWS resources and the given TargetGroupBinding objects)."""
-    lb_arns, tg_arns = find_stack_arns(gateway, cluster_name=cluster_name, stack_id=stack_id)
+    """The observed stack `stack_id` (AWS resources and the given TargetGroupBinding objects).
+
+    `teardown`: the stack is only going to be deleted, so read just what deleting needs — the load balancers
+    (with their attributes: deletion protection must be lifted first), target groups and security groups, tags
+    as the tagging API gave them. Listeners and rules go with their load balancer; reading them, their
+    attributes and the target groups' would be 5 more ELB reads per stack (the delete of 1,000 Ingresses then
+    waits on the Describe bucket rather than on the deletes).
+    """
+    found = find_stack_resources(gateway, cluster_name=cluster_name, stack_id=stack_id)
+    lb_arns = sorted(a for a in found if ":loadbalancer/" in a)
+    tg_arns = sorted(a for a in found if ":targetgroup/" in a)
     load_balancers = (
         _items(gateway, "elbv2", "DescribeLoadBalancers", {"LoadBalancerArns": lb_arns}, "LoadBalancers")
         if lb_arns
@@ -98,6 +107,8 @@ def observe_group_stack(
     for lb in load_balancers:
         arn = lb["LoadBalancerArn"]
         lb_attributes[arn] = _attributes(gateway, "DescribeLoadBalancerAttributes", "LoadBalancerArn", arn)
+        if teardown:
+            continue
         listeners = _items(gateway, "elbv2", "DescribeListeners", {"LoadBalancerArn": arn}, "Listeners")
         listeners_by_lb[arn] = listeners
         for listener in listeners:
@@ -122,6 +133,7 @@ def observe_group_stack(
             gateway, "DescribeTargetGroupAttributes", "TargetGroupArn", tg["TargetGroupArn"]
         )
         for tg in target_groups
+        if not teardown
     }
     sg_filters = [
         {"Name": f"tag:{TAG_K8S_CLUSTER}", "Values": [cluster_name]},
@@ -137,7 +149,7 @@ def observe_group_stack(
         cluster_name=cluster_name,
         load_balancers=load_balancers,
         target_groups=target_groups,
-        tags_by_arn=describe_tags(gateway, tagged),
+        tags_by_arn=found if teardown else describe_tags(gateway, tagged),
         listeners_by_lb=listeners_by_lb,
         rules_by_listener=rules_by_listener,
         listener_certificates_by_listener=certificates,

@@ -139,6 +139,7 @@ class GroupPlanner:
             stack_id=group_key,
             vpc_id=vpc_id,
             bindings=self._bindings(snapshot, group_key),
+            teardown=not members.active,
         )
         build: BuildResult | None = None
         desired = Stack(stack_id=group_key)

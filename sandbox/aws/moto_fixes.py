@@ -21,6 +21,8 @@ backend instances), and is installed once per process by `install(sim)`:
 8. shield GetSubscriptionState: INACTIVE, or ACTIVE after CreateSubscription (moto: 500, not implemented).
 9. DescribeNetworkInterfaces filter `addresses.private-ip-address` matches secondary IPs too (VPC-CNI pod
    IPs live there; moto matched the primary IP only). `private-ip-address` stays primary-only, as on AWS.
+10. DeleteLoadBalancer of a load balancer with `deletion_protection.enabled=true`: `OperationNotPermitted`
+    (moto deleted it).
 
 moto has no locks; the sandbox's middleware serialises every call into moto, so these patches need none.
 """
@@ -53,6 +55,7 @@ def install(sim: TargetHealthSim) -> None:
     _ORIGINAL["create_listener"] = ELBv2Backend.create_listener
     _ORIGINAL["create_target_group"] = ELBv2Backend.create_target_group
     _ORIGINAL["delete_target_group"] = ELBv2Backend.delete_target_group
+    _ORIGINAL["delete_load_balancer"] = ELBv2Backend.delete_load_balancer
     _ORIGINAL["enis"] = NetworkInterfaceBackend.get_all_network_interfaces
     FakeTargetGroup.register = _register  # type: ignore[method-assign]
     FakeTargetGroup.deregister = _deregister  # type: ignore[method-assign]
@@ -65,6 +68,7 @@ def install(sim: TargetHealthSim) -> None:
     ELBv2Backend.delete_target_group = _delete_target_group  # type: ignore[method-assign]
     ELBv2Backend.set_rule_priorities = _set_rule_priorities  # type: ignore[method-assign]
     ELBv2Backend.delete_rule = _delete_rule  # type: ignore[method-assign]
+    ELBv2Backend.delete_load_balancer = _delete_load_balancer  # type: ignore[method-assign]
     ShieldResponse.get_subscription_state = _get_subscription_state  # type: ignore[attr-defined]
     NetworkInterfaceBackend.get_all_network_interfaces = _get_all_network_interfaces  # type: ignore[method-assign]
 
@@ -339,6 +343,16 @@ def _delete_rule(self: ELBv2Backend, arn: str) -> None:
                     listener.remove_rule(rule.arn)
                     return
     raise elb_errors.RuleNotFoundError()
+
+
+def _delete_load_balancer(self: ELBv2Backend, arn: str) -> None:
+    balancer = self.load_balancers.get(arn)
+    if balancer is not None and balancer.attrs.get("deletion_protection.enabled") == "true":
+        raise elb_errors.ELBClientError(
+            "OperationNotPermitted",
+            f"Load balancer '{arn}' cannot be deleted because deletion protection is enabled",
+        )
+    _ORIGINAL["delete_load_balancer"](self, arn)
 
 
 # -- 8.-9. shield and ENI filters ---------------------------------------------------------------------------

@@ -114,7 +114,12 @@ def test_tutorial_ingress_converges_survives_a_restart_and_is_torn_down(
     eventually(reconciled_again, timeout=60)
     assert mutating_calls(fresh_aws) == before, fresh_aws.weather.stats()
 
-    # Deleting the Ingress removes every AWS resource, the binding and the finalizer.
+    # Deleting the Ingress removes every AWS resource, the binding and the finalizer — even a load balancer
+    # whose deletion protection somebody turned on in the console (the Ingress does not ask for it).
+    elbv2.modify_load_balancer_attributes(
+        LoadBalancerArn=lb["LoadBalancerArn"],
+        Attributes=[{"Key": "deletion_protection.enabled", "Value": "true"}],
+    )
     net.delete_namespaced_ingress("nginx", "default")
 
     def gone() -> bool:

@@ -119,3 +119,13 @@ def test_shield_subscription_state_answers(fresh_aws: AwsSandbox) -> None:
     assert shield.get_subscription_state()["SubscriptionState"] == "INACTIVE"
     shield.create_subscription()
     assert shield.get_subscription_state()["SubscriptionState"] == "ACTIVE"
+
+
+def test_deletion_protection_refuses_delete_load_balancer(elbv2: Any, fresh_aws: AwsSandbox) -> None:
+    lb = _load_balancer(elbv2, fresh_aws)
+    protection = {"Key": "deletion_protection.enabled", "Value": "true"}
+    elbv2.modify_load_balancer_attributes(LoadBalancerArn=lb, Attributes=[protection])
+    assert _error_code(elbv2.delete_load_balancer, LoadBalancerArn=lb) == "OperationNotPermitted"
+    elbv2.modify_load_balancer_attributes(LoadBalancerArn=lb, Attributes=[{**protection, "Value": "false"}])
+    elbv2.delete_load_balancer(LoadBalancerArn=lb)
+    assert elbv2.describe_load_balancers()["LoadBalancers"] == []
