@@ -32,6 +32,9 @@ from model.snapshot import ClusterSnapshot, empty_snapshot, remove, replace_kind
 
 ChildFactory = Callable[..., pykka.ActorRef[Any]]
 
+#: A child failing again within this many seconds of its previous failure waits one backoff step longer.
+RESTART_MEMORY_SECONDS = 900.0
+
 
 # -- messages -----------------------------------------------------------------------------------------------
 class ObjectsListed(PClass):
@@ -104,7 +107,7 @@ class SupervisorActor(pykka.ThreadingActor):
         self._kinds = kinds
         self.snapshot = empty_snapshot(ingress_class_flag=ingress_class_flag)
         self._children: dict[ActorKey, pykka.ActorRef[Any]] = {}
-        self._restarts: dict[ActorKey, int] = {}
+        self._restarts: dict[ActorKey, tuple[int, float]] = {}  # actor -> (failures in a row, last failure)
         self._refused: set[ActorKey] = set()
         self._resync_timer: Cancellable | None = None
         self._log = logger.bind(actor="supervisor")
@@ -253,8 +256,11 @@ class SupervisorActor(pykka.ThreadingActor):
     def _child_failed(self, message: ChildFailed) -> None:
         actor = (message.actor_kind, message.key)
         self._children.pop(actor, None)
-        attempt = self._restarts.get(actor, 0) + 1
-        self._restarts[actor] = attempt
+        now = self._timers.now()
+        previous, last = self._restarts.get(actor, (0, now))
+        # A failure long after the previous one starts the backoff again: the actor had been working meanwhile.
+        attempt = previous + 1 if now - last <= RESTART_MEMORY_SECONDS else 1
+        self._restarts[actor] = (attempt, now)
         delay = self._restart_backoff[min(attempt, len(self._restart_backoff)) - 1]
         self._log.bind(actor_kind=actor[0], key=actor[1], error=message.error, delay=delay).error(
             "actor died, restarting"

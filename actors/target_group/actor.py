@@ -127,6 +127,8 @@ class TargetGroupActor(ReconcilingActor):
         self._change("RegisterTargets", tg_arn, to_register)
         for target in to_register:
             self._registered_at[target.key] = now
+        for key in self._registered_at.keys() - {target.key for target in desired}:
+            del self._registered_at[key]  # gone from the target group: forget it (pod churn must not leak)
         self._deps.writer.set_annotations(
             binding, {ANNOTATION_CHECKPOINT: marker, ANNOTATION_CHECKPOINT_TIMESTAMP: str(int(time.time()))}
         )

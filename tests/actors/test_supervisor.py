@@ -16,6 +16,7 @@ from actors.timers import FakeTimers
 from model.objects import INGRESS, INGRESS_CLASS, from_raw
 from model.routing import INGRESS_GROUP_ACTOR, TARGET_GROUP_ACTOR
 from supervisor import (
+    RESTART_MEMORY_SECONDS,
     GetSnapshot,
     LeadershipChanged,
     ObjectRemoved,
@@ -123,6 +124,30 @@ def test_a_dead_child_is_restarted_after_a_delay(harness: Harness) -> None:
     assert harness.log == []
     harness.timers.advance(2.0)
     eventually(lambda: any(k == "default/a" for k, _ in harness.log))
+
+
+def test_restart_delays_grow_while_failures_repeat_and_start_over_after_a_quiet_spell(
+    harness: Harness,
+) -> None:
+    sup = harness.start()
+    sup.tell(ObjectsListed(kind=INGRESS_CLASS, objects=pvector([ALB])))
+    sup.tell(ObjectsListed(kind=INGRESS, objects=pvector([ingress("a", 2)])))
+    eventually(lambda: len(harness.log) == 1)
+
+    def crash_and_wait(rv: int) -> float:
+        start = harness.timers.now()
+        Child.crash_on = {"default/a"}
+        sup.tell(ObjectUpserted(obj=ingress("a", rv, annotations={"edited": str(rv)})))  # routed to the child
+        eventually(lambda: harness.timers.pending() != [])
+        delay = harness.timers.pending()[0] - start
+        harness.timers.advance(delay)
+        eventually(lambda: harness.timers.pending() == [] and "default/a" in children(harness.board))
+        return delay
+
+    assert crash_and_wait(3) == 2.0
+    assert crash_and_wait(4) == 4.0
+    harness.timers.advance(RESTART_MEMORY_SECONDS + 1)
+    assert crash_and_wait(5) == 2.0
 
 
 def test_a_standby_keeps_its_cache_and_reconciles_on_leadership(harness: Harness) -> None:
