@@ -79,11 +79,11 @@ def observe_group_stack(
 ) -> ObservedStack:
     """The observed stack `stack_id` (AWS resources and the given TargetGroupBinding objects).
 
-    `teardown`: the stack is only going to be deleted, so read just what deleting needs — the load balancers
-    (with their attributes: deletion protection must be lifted first), target groups and security groups, tags
-    as the tagging API gave them. Listeners and rules go with their load balancer; reading them, their
-    attributes and the target groups' would be 5 more ELB reads per stack (the delete of 1,000 Ingresses then
-    waits on the Describe bucket rather than on the deletes).
+    `teardown`: the stack is only going to be deleted, so read just what deleting needs — the load balancers,
+    target groups and security groups, with the tags the tagging API gave. Listeners and rules go with their
+    load balancer, and a deletion protection turned on out of band is lifted when DeleteLoadBalancer refuses
+    (`actors.apply`); reading them all would be 6 more ELB reads per stack, and the delete of 1,000 Ingresses
+    would wait on the Describe bucket rather than on the deletes.
     """
     found = find_stack_resources(gateway, cluster_name=cluster_name, stack_id=stack_id)
     lb_arns = sorted(a for a in found if ":loadbalancer/" in a)
@@ -105,10 +105,10 @@ def observe_group_stack(
     lb_attributes: dict[str, list[dict[str, str]]] = {}
     tagged: list[str] = [*lb_arns, *tg_arns]
     for lb in load_balancers:
+        if teardown:
+            break
         arn = lb["LoadBalancerArn"]
         lb_attributes[arn] = _attributes(gateway, "DescribeLoadBalancerAttributes", "LoadBalancerArn", arn)
-        if teardown:
-            continue
         listeners = _items(gateway, "elbv2", "DescribeListeners", {"LoadBalancerArn": arn}, "Listeners")
         listeners_by_lb[arn] = listeners
         for listener in listeners:
