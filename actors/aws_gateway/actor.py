@@ -320,9 +320,11 @@ class AwsGatewayActor(pykka.ThreadingActor):
         if throttled and not item.class_key:
             item.class_key = self._learn_bucket(sid, operation)
         buckets = [self._buckets[i] for i in item.class_key]
-        if error is None:
+        if error is None or (not throttled and 400 <= message.http_status < 500):
+            # AWS took the call at this rate: its answer, even "not found", lets the bucket speed up again.
             for bucket in buckets:
                 bucket.record_success()
+        if error is None:
             self._complete(item, message.http_status, None)
         else:
             if throttled:

@@ -328,6 +328,22 @@ def test_throttling_slows_the_bucket_down(
     assert future.get(timeout=1) == {"ok": True}
 
 
+def test_a_not_found_answer_speeds_a_slowed_bucket_up_again_as_a_success_does(
+    make_gateway: Callable[..., AwsGateway], timers: FakeTimers
+) -> None:
+    """Lookups by name that find nothing are answers at the rate AWS accepts: the bucket recovers on them too."""
+    throttled = aws_error("Throttling", 400, ErrorClass.THROTTLED)
+    not_found = aws_error("TargetGroupNotFound", 400, ErrorClass.PERMANENT)
+    adapter = FakeAdapter(scripted(throttled, not_found))
+    gateway = make_gateway(adapter, rules=parse_throttle_overrides(f"{ELB}:^Describe=10:10"))
+    future = gateway.submit("elbv2", "DescribeTargetGroups", {})
+    eventually(lambda: gateway.debug_state()["totals"]["throttled"] == 1)
+    timers.advance(4.0)  # the retry is answered "not found" 4 s after the slow-down
+    eventually(lambda: done(future))
+    assert error_of(future).code == "TargetGroupNotFound"
+    assert gateway.debug_state()["buckets"][0]["factor"] > 0.5
+
+
 def test_server_errors_are_retried_up_to_max_retries(
     make_gateway: Callable[..., AwsGateway], timers: FakeTimers
 ) -> None:
