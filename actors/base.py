@@ -15,10 +15,13 @@ logged with the actor's kind and key, and published on the StatusBoard. Subclass
 
 Given a `ReconcileMetrics` (shared by every actor of the process), each finished reconcile is counted by kind
 and outcome with its duration, and the actor's state is counted in the live-actors gauge until it stops or dies.
+The AWS calls of a reconcile queue in the gateway by the moment the reconcile began, oldest first (an `urgent`
+kind's before all the others).
 """
 
 from __future__ import annotations
 
+import math
 import queue
 import time
 import traceback
@@ -29,6 +32,7 @@ import pykka
 from loguru import logger
 from pyrsistent import PClass, field
 
+from actors.aws_gateway.facade import work_began_at
 from actors.errors import Outcome, PermanentError, RequeueAfter, classify
 from actors.metrics import ReconcileMetrics
 from actors.status import ActorState, ActorStatus, StatusBoard
@@ -77,6 +81,8 @@ class ReconcilingActor(pykka.ThreadingActor):
     """Base class: coalescing, outcome handling, backoff, status publishing."""
 
     kind: ClassVar[str] = "actor"
+    #: The AWS calls of an urgent kind's reconciles go ahead of every other reconcile's in their throttle class.
+    urgent: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -187,7 +193,9 @@ class ReconcilingActor(pykka.ThreadingActor):
         clock = time.perf_counter()
         error: Exception | None = None
         try:
-            self.reconcile(self.snapshot)
+            # Its AWS calls go ahead of reconciles begun later (of an urgent kind: ahead of every other kind's).
+            with work_began_at(-math.inf if self.urgent else time.monotonic()):
+                self.reconcile(self.snapshot)
         except Exception as exc:
             error = exc
         outcome = Outcome.SUCCEEDED if error is None else classify(error)

@@ -2,7 +2,9 @@
 
 Owns admission: every call comes in through the one mailbox, waits in the queue of its throttle class (the
 set of rules it matches; all their buckets must grant) and is sent when tokens are there and one of the
-`max_in_flight` worker threads is free. Classes take turns, so a class waiting for tokens never blocks another,
+`max_in_flight` worker threads is free. A queue serves the oldest work first (the moment the caller's work
+began, `facade.work_began_at`; readiness polls before everything), so work under way finishes before new
+work starts. Classes take turns, so a class waiting for tokens never blocks another,
 and one slow call holds only one worker. Timers (never sleeps) wake the actor when tokens are due and when a
 backoff ends. AWS answering "throttled" slows the class's buckets down (adaptive factor) and the call is
 retried; other retryable errors are retried with jittered exponential backoff; each retry goes through the
@@ -16,11 +18,12 @@ All state below is touched only by the actor thread; workers report back with me
 
 from __future__ import annotations
 
+import heapq
 import itertools
+import math
 import random
 import re
 import time
-from collections import deque
 from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -61,6 +64,11 @@ LEARNED_RATE = 10.0  # calls/s a learned bucket starts from (its adaptive factor
 LEARNED_BURST = 10
 
 
+def _stale(entry: tuple[float, int, WorkItem]) -> bool:
+    """A heap entry left behind when its item moved up (a caller with older work joined it)."""
+    return entry[0] != entry[2].priority
+
+
 class AwsGatewayActor(pykka.ThreadingActor):
     """Admission, throttling, retries and coalescing in front of an `AwsCaller` (see the module docstring)."""
 
@@ -96,7 +104,8 @@ class AwsGatewayActor(pykka.ThreadingActor):
         self._metrics = GatewayMetrics(registry)
         self._buckets = [TokenBucket(rule.rate, rule.burst, self._timers.now) for rule in self._rules]
         self._classes: dict[tuple[str, str], tuple[int, ...]] = {}
-        self._queues: dict[tuple[int, ...], deque[WorkItem]] = {}
+        # Per throttle class, a heap of (priority, id, item): oldest work first, then first come.
+        self._queues: dict[tuple[int, ...], list[tuple[float, int, WorkItem]]] = {}
         self._queued_reads: dict[Hashable, WorkItem] = {}
         self._queued = 0
         self._in_flight: dict[int, WorkItem] = {}
@@ -154,6 +163,9 @@ class AwsGatewayActor(pykka.ThreadingActor):
                 joined.waiters.append(message.reply_to)
                 self._totals.coalesced += 1
                 self._metrics.coalesced.labels(sid, call.operation).inc()
+                if message.priority < joined.priority:  # the joiner's work is older (or urgent): move it up
+                    joined.priority = message.priority
+                    heapq.heappush(self._queues[joined.class_key], (joined.priority, joined.id, joined))
                 return
         if self._queued >= self._max_queued:
             self._totals.rejected += 1
@@ -177,11 +189,12 @@ class AwsGatewayActor(pykka.ThreadingActor):
             class_key=class_key,
             coalesce_key=key,
             enqueued_at=self._timers.now(),
+            # Readiness polls jump the queue of their class: a pod waits on each of them, while a reconcile's
+            # reads only delay a reconcile.
+            priority=-math.inf if call.operation in PRIORITY_OPERATIONS else message.priority,
             waiters=[message.reply_to],
         )
-        # Readiness polls jump the queue of their class: a pod waits on each of them, while a reconcile's reads
-        # only delay a reconcile.
-        self._enqueue(item, front=call.operation in PRIORITY_OPERATIONS)
+        self._enqueue(item)
         self._pump()
 
     def _class_for(self, sid: str, operation: str) -> tuple[int, ...]:
@@ -194,14 +207,9 @@ class AwsGatewayActor(pykka.ThreadingActor):
             self._classes[(sid, operation)] = class_key
         return class_key
 
-    def _enqueue(self, item: WorkItem, *, front: bool) -> None:
-        queue = self._queues.get(item.class_key)
-        if queue is None:
-            queue = self._queues[item.class_key] = deque()
-        if front:
-            queue.appendleft(item)
-        else:
-            queue.append(item)
+    def _enqueue(self, item: WorkItem) -> None:
+        """Queue in the item's class; a retry keeps its priority, so it goes ahead of younger work."""
+        heapq.heappush(self._queues.setdefault(item.class_key, []), (item.priority, item.id, item))
         self._queued += 1
         if item.coalesce_key is not None:
             self._queued_reads.setdefault(item.coalesce_key, item)
@@ -215,11 +223,16 @@ class AwsGatewayActor(pykka.ThreadingActor):
             for class_key, queue in list(self._queues.items()):
                 if len(self._in_flight) >= self._max_in_flight:
                     break
+                while queue and _stale(queue[0]):
+                    heapq.heappop(queue)
+                if not queue:
+                    del self._queues[class_key]
+                    continue
                 wait = take_all(self._buckets[i] for i in class_key)
                 if wait > 0:
                     soonest = min(soonest, wait)
                     continue
-                item = queue.popleft()
+                item = heapq.heappop(queue)[2]
                 if not queue:
                     del self._queues[class_key]
                 self._queued -= 1
@@ -371,7 +384,7 @@ class AwsGatewayActor(pykka.ThreadingActor):
             item = entry[0]
             if not item.class_key:  # a bucket may have been learned meanwhile
                 item.class_key = self._class_for(item.service_id, item.call.operation)
-            self._enqueue(item, front=True)
+            self._enqueue(item)
         self._pump()
 
     def _complete(self, item: WorkItem, status: int, error: AwsApiError | None) -> None:
@@ -416,7 +429,7 @@ class AwsGatewayActor(pykka.ThreadingActor):
     def _shutdown(self, reason: str) -> None:
         if self._wake is not None:
             self._wake.cancel()
-        items = [item for queue in self._queues.values() for item in queue]
+        items = [entry[2] for queue in self._queues.values() for entry in queue if not _stale(entry)]
         for item, handle in self._backing_off.values():
             handle.cancel()
             items.append(item)
@@ -465,7 +478,7 @@ class AwsGatewayActor(pykka.ThreadingActor):
                 }
             )
         queues = [
-            {"rules": [self._rules[i].describe() for i in key], "depth": len(queue)}
+            {"rules": [self._rules[i].describe() for i in key], "depth": sum(not _stale(e) for e in queue)}
             for key, queue in self._queues.items()
         ]
         return {

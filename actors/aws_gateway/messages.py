@@ -49,6 +49,8 @@ class SubmitAwsCall(PClass):
 
     call: AwsCall = field(type=AwsCall, mandatory=True)
     reply_to: pykka.Future[Any] = field(type=pykka.Future, mandatory=True)
+    #: Order within the call's throttle class, smallest first: when the caller's work began (`time.monotonic`).
+    priority: float = field(type=float, mandatory=True)
 
 
 class GetDebugState(PClass):

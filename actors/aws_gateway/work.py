@@ -38,6 +38,7 @@ class WorkItem:
     class_key: tuple[int, ...]
     coalesce_key: Hashable | None
     enqueued_at: float
+    priority: float
     waiters: list[pykka.Future[Any]] = field(default_factory=list)
     attempts: int = 0
     first_sent: float | None = None  # perf_counter of the first attempt

@@ -63,6 +63,9 @@ class TargetDeps:
 
 class TargetGroupActor(ReconcilingActor):
     kind = TARGET_GROUP_ACTOR
+    # Pods wait on its calls (readiness gates, and so rollouts): they must not queue behind the reads of
+    # IngressGroup reconciles, up to hundreds of them in a burst of Ingress changes.
+    urgent = True
 
     def __init__(self, *, deps: TargetDeps, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -125,8 +128,9 @@ class TargetGroupActor(ReconcilingActor):
             self._deps.writer.set_annotations(binding, {ANNOTATION_CHECKPOINT: None})
         self._change("DeregisterTargets", tg_arn, to_deregister)
         self._change("RegisterTargets", tg_arn, to_register)
+        registered_at = self._timers.now()  # ELB's health checks start no earlier (the call may have queued)
         for target in to_register:
-            self._registered_at[target.key] = now
+            self._registered_at[target.key] = registered_at
         for key in self._registered_at.keys() - {target.key for target in desired}:
             del self._registered_at[key]  # gone from the target group: forget it (pod churn must not leak)
         self._deps.writer.set_annotations(

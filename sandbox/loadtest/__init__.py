@@ -10,10 +10,12 @@ command; it never imports the controller, which runs as a subprocess and is read
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from sandbox.loadtest.runner import LoadTestOptions
@@ -58,11 +60,17 @@ def run_loadtest(options: LoadTestOptions, target: Target, *, command: str = "",
         return report
 
     test = LoadTest(target, options, console, on_phase_end=write)
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops the run as Ctrl-C does: the target (and its controller) too
+
+    previous = signal.signal(signal.SIGTERM, on_term)
     try:
         test.run()
     finally:
         with console.status("stopping..."):
             target.stop()
+        signal.signal(signal.SIGTERM, previous)
     report = write(test, final=True)
     print_summary(console, report)
     console.print(f"report: {path}")

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from pyrsistent import PMap
 
 from actors.aws_gateway import AwsApiError, AwsGateway, ErrorClass, start_gateway
+from actors.aws_gateway.facade import work_began_at
 from actors.timers import FakeTimers
 from model.throttle import parse_throttle_overrides
 from tests.support.wait import eventually
@@ -545,3 +546,35 @@ def test_target_health_polls_jump_the_queue_of_their_class(
     assert poll.get(timeout=1)["Echo"]["TargetGroupArn"] == "tg"
     assert sum(done(f) for f in reads) <= 2  # the poll went ahead of the reads queued before it
     drive(timers, *reads, step=1.0)
+
+
+def test_work_begun_earlier_is_served_first_in_its_class(
+    make_gateway: Callable[..., AwsGateway], timers: FakeTimers
+) -> None:
+    """A reconcile under way finishes its chain of calls before reconciles begun later take the tokens."""
+    adapter = FakeAdapter()
+    gateway = make_gateway(adapter, rules=parse_throttle_overrides(f"{ELB}:^Describe=1:1"), max_in_flight=1)
+    with work_began_at(200.0):
+        late = [gateway.submit("elbv2", "DescribeRules", {"ListenerArn": f"late-{i}"}) for i in range(3)]
+    with work_began_at(100.0):  # submitted after, but its work began before
+        early = gateway.submit("elbv2", "DescribeRules", {"ListenerArn": "early"})
+    drive(timers, early, *late, step=1.0)
+    order = [params["ListenerArn"] for _, _, params in adapter.calls]
+    assert order.index("early") <= 1  # only a call already sent when it came can go before it
+    assert order[-1].startswith("late-")
+
+
+def test_an_urgent_caller_joining_a_queued_read_moves_it_up(
+    make_gateway: Callable[..., AwsGateway], timers: FakeTimers
+) -> None:
+    """Coalescing must not make older work wait for a younger caller's turn."""
+    adapter = FakeAdapter()
+    gateway = make_gateway(adapter, rules=parse_throttle_overrides(f"{ELB}:^Describe=1:1"), max_in_flight=1)
+    with work_began_at(200.0):
+        late = [gateway.submit("elbv2", "DescribeRules", {"ListenerArn": f"late-{i}"}) for i in range(4)]
+    with work_began_at(100.0):  # the same read as the last one queued: joins it, and takes it forward
+        joined = gateway.submit("elbv2", "DescribeRules", {"ListenerArn": "late-3"})
+    drive(timers, joined, *late, step=1.0)
+    order = [params["ListenerArn"] for _, _, params in adapter.calls]
+    assert order.index("late-3") <= 1
+    assert len(order) == 4 and gateway.debug_state()["totals"]["coalesced"] == 1
