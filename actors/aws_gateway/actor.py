@@ -38,8 +38,10 @@ from actors.aws_gateway.messages import (
     AwsCall,
     GetDebugState,
     RetryDue,
+    StillHeld,
     SubmitAwsCall,
     WakeUp,
+    Withdraw,
 )
 from actors.aws_gateway.metrics import GatewayMetrics
 from actors.aws_gateway.work import AwsCaller, Totals, WorkItem, answer, coalesce_key, reply_error
@@ -65,8 +67,8 @@ LEARNED_BURST = 10
 
 
 def _stale(entry: tuple[float, int, WorkItem]) -> bool:
-    """A heap entry left behind when its item moved up (a caller with older work joined it)."""
-    return entry[0] != entry[2].priority
+    """A heap entry left behind when its item moved up (a caller with older work joined it) or was withdrawn."""
+    return entry[2].withdrawn or entry[0] != entry[2].priority
 
 
 class AwsGatewayActor(pykka.ThreadingActor):
@@ -130,6 +132,12 @@ class AwsGatewayActor(pykka.ThreadingActor):
                 self._pump()
             elif isinstance(message, RetryDue):
                 self._retry_due(message.item_id)
+            elif isinstance(message, StillHeld):
+                held = self._holding(message.reply_to) is not None
+                self._totals.renewed += held
+                return held
+            elif isinstance(message, Withdraw):
+                self._withdraw(message.reply_to)
             elif isinstance(message, GetDebugState):
                 return self.debug_state()
             else:
@@ -196,6 +204,34 @@ class AwsGatewayActor(pykka.ThreadingActor):
         )
         self._enqueue(item)
         self._pump()
+
+    def _holding(self, waiter: pykka.Future[Any]) -> WorkItem | None:
+        """The live work item `waiter` waits for: queued, backing off or in flight (None: answered, or unknown)."""
+        queued = (e[2] for queue in self._queues.values() for e in queue if not _stale(e))
+        backing_off = (item for item, _ in self._backing_off.values())
+        for item in itertools.chain(self._in_flight.values(), backing_off, queued):
+            if any(w is waiter for w in item.waiters):
+                return item
+        return None
+
+    def _withdraw(self, waiter: pykka.Future[Any]) -> None:
+        item = self._holding(waiter)
+        if item is None:
+            return
+        item.waiters = [w for w in item.waiters if w is not waiter]
+        if item.waiters or item.id in self._in_flight:
+            return  # others still wait, or it is on its way to AWS: its answer is simply not delivered
+        item.withdrawn = True
+        backing_off = self._backing_off.pop(item.id, None)
+        if backing_off is not None:
+            backing_off[1].cancel()
+        else:
+            self._queued -= 1
+        if item.coalesce_key is not None and self._queued_reads.get(item.coalesce_key) is item:
+            del self._queued_reads[item.coalesce_key]
+        _log.bind(service=item.call.service, operation=item.call.operation).info(
+            "aws call withdrawn by its caller"
+        )
 
     def _class_for(self, sid: str, operation: str) -> tuple[int, ...]:
         """The buckets a call passes: its configured rules' or, when none matches, its learned ones'."""
@@ -344,7 +380,9 @@ class AwsGatewayActor(pykka.ThreadingActor):
                 self._totals.throttled += 1
                 for bucket in buckets:
                     bucket.record_throttled()
-            if error.retryable and item.attempts <= self._max_retries:
+            if (
+                error.retryable and item.attempts <= self._max_retries and item.waiters
+            ):  # someone still wants it
                 self._schedule_retry(item, error)
             else:
                 self._complete(item, message.http_status, error)
@@ -499,5 +537,6 @@ class AwsGatewayActor(pykka.ThreadingActor):
                 "retried": self._totals.retried,
                 "throttled": self._totals.throttled,
                 "rejected": self._totals.rejected,
+                "renewed": self._totals.renewed,
             },
         }

@@ -18,10 +18,11 @@ import pykka
 from pyrsistent import freeze, pmap
 
 from actors.aws_gateway.actor import AwsGatewayActor
-from actors.aws_gateway.messages import AwsCall, GetDebugState, SubmitAwsCall
+from actors.aws_gateway.messages import AwsCall, GetDebugState, StillHeld, SubmitAwsCall, Withdraw
 from model.throttle import AwsApiError, ErrorClass, next_page_params
 
 DEFAULT_TIMEOUT = 120.0
+MAX_WAIT = 3600.0
 
 _work_began: ContextVar[float | None] = ContextVar("lbc_aws_work_began", default=None)
 
@@ -45,10 +46,15 @@ class AwsGateway:
     """A handle on a running AwsGatewayActor; cheap to copy, safe to share between threads."""
 
     def __init__(
-        self, ref: pykka.ActorRef[AwsGatewayActor], *, default_timeout: float = DEFAULT_TIMEOUT
+        self,
+        ref: pykka.ActorRef[AwsGatewayActor],
+        *,
+        default_timeout: float = DEFAULT_TIMEOUT,
+        max_wait: float = MAX_WAIT,
     ) -> None:
         self.ref = ref
         self.default_timeout = default_timeout
+        self.max_wait = max_wait
 
     def submit(
         self, service: str, operation: str, params: Mapping[str, Any] | None = None
@@ -75,16 +81,41 @@ class AwsGateway:
         *,
         timeout: float | None = None,
     ) -> Mapping[str, Any]:
-        """Perform one AWS call through the gateway: the frozen response, or AwsApiError."""
-        limit = self.default_timeout if timeout is None else timeout
+        """Perform one AWS call through the gateway: the frozen response, or AwsApiError.
+
+        A call may wait long in its throttle class's queue when AWS's rates are the limit (1,000 Ingresses
+        created at once wait up to half an hour for their turn at 3 creates per second): every `timeout`
+        seconds without an answer the gateway is asked whether it still holds the call, and the wait goes
+        on while it does, up to `max_wait` in all. A gateway that lost the call or is gone, or the end of
+        `max_wait`, ends the wait: the call is withdrawn (dropped if not sent yet, so an abandoned call never
+        takes a token from wanted ones) and AwsApiError (temporary) raised.
+        """
+        window = self.default_timeout if timeout is None else timeout
+        deadline = time.monotonic() + max(window, self.max_wait)
         future = self.submit(service, operation, params)
+        while True:
+            try:
+                result: Mapping[str, Any] = future.get(timeout=window)
+                return result
+            except pykka.Timeout:
+                if time.monotonic() < deadline and self._still_held(future):
+                    continue
+                self._withdraw(future)
+                raise _unavailable(
+                    service, operation, f"no answer from the AWS gateway within {window}s"
+                ) from None
+
+    def _still_held(self, future: pykka.Future[Any]) -> bool:
         try:
-            result: Mapping[str, Any] = future.get(timeout=limit)
-        except pykka.Timeout:
-            raise _unavailable(
-                service, operation, f"no answer from the AWS gateway within {limit}s"
-            ) from None
-        return result
+            return bool(self.ref.ask(StillHeld(reply_to=future), timeout=10.0))
+        except (pykka.ActorDeadError, pykka.Timeout):
+            return False
+
+    def _withdraw(self, future: pykka.Future[Any]) -> None:
+        try:
+            self.ref.tell(Withdraw(reply_to=future))
+        except pykka.ActorDeadError:
+            pass
 
     def paginate(
         self,

@@ -53,6 +53,19 @@ class SubmitAwsCall(PClass):
     priority: float = field(type=float, mandatory=True)
 
 
+class StillHeld(PClass):
+    """Ask whether the gateway still holds the call `reply_to` waits for (queued, backing off or in flight)."""
+
+    reply_to: pykka.Future[Any] = field(type=pykka.Future, mandatory=True)
+
+
+class Withdraw(PClass):
+    """The caller behind `reply_to` gave up: forget it, and drop its call if nobody else waits and it was not
+    sent yet (an abandoned call must not take a token from the calls that are still wanted)."""
+
+    reply_to: pykka.Future[Any] = field(type=pykka.Future, mandatory=True)
+
+
 class GetDebugState(PClass):
     """Ask for `AwsGatewayActor.debug_state()`."""
 

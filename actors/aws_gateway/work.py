@@ -41,6 +41,7 @@ class WorkItem:
     priority: float
     waiters: list[pykka.Future[Any]] = field(default_factory=list)
     attempts: int = 0
+    withdrawn: bool = False  # every caller gave up before it was sent: dropped from its queue
     first_sent: float | None = None  # perf_counter of the first attempt
 
 
@@ -56,6 +57,7 @@ class Totals:
     retried: int = 0
     throttled: int = 0
     rejected: int = 0
+    renewed: int = 0  # a caller's wait went on past its window: the gateway still held its call
 
 
 def coalesce_key(call: AwsCall) -> Hashable | None:

@@ -73,7 +73,8 @@ def make_gateway(timers: FakeTimers, registry: CollectorRegistry) -> Iterator[Ca
         kwargs.setdefault("timers", timers)
         kwargs.setdefault("registry", registry)
         kwargs.setdefault("rules", ())
-        gateway = start_gateway(adapter=adapter, default_timeout=10, **kwargs)
+        kwargs.setdefault("default_timeout", 10)
+        gateway = start_gateway(adapter=adapter, **kwargs)
         started.append(gateway)
         return gateway
 
@@ -428,6 +429,7 @@ def test_a_caller_that_times_out_gets_an_aws_error(make_gateway: Callable[..., A
     adapter = FakeAdapter()
     adapter.gate.clear()
     gateway = make_gateway(adapter)
+    gateway.max_wait = 0.0  # a call still in flight past max_wait: the caller stops waiting
     with pytest.raises(AwsApiError) as info:
         gateway.call("ec2", "CreateTags", {}, timeout=0.05)
     adapter.gate.set()
@@ -578,3 +580,52 @@ def test_an_urgent_caller_joining_a_queued_read_moves_it_up(
     order = [params["ListenerArn"] for _, _, params in adapter.calls]
     assert order.index("late-3") <= 1
     assert len(order) == 4 and gateway.debug_state()["totals"]["coalesced"] == 1
+
+
+def test_a_caller_keeps_waiting_while_its_call_is_queued_past_the_timeout(
+    make_gateway: Callable[..., AwsGateway], timers: FakeTimers
+) -> None:
+    """A queue at AWS's rate is not a dead gateway: the caller waits on (no abandoned call, no token wasted)."""
+    adapter = FakeAdapter()
+    gateway = make_gateway(adapter, rules=parse_throttle_overrides(f"{ELB}:^Create=1:1"), default_timeout=0.2)
+    results: dict[str, Any] = {}
+
+    def create(name: str) -> None:
+        try:
+            results[name] = gateway.call("elbv2", "CreateRule", {"Name": name})
+        except AwsApiError as exc:
+            results[name] = exc
+
+    threads = [threading.Thread(target=create, args=(f"r{i}",)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    eventually(lambda: adapter.count() == 1)  # one token: the other two wait, several windows long
+    eventually(lambda: gateway.debug_state()["totals"]["renewed"] >= 4)  # each asked twice: still held
+    assert len(results) == 1, results
+
+    def all_answered() -> bool:
+        timers.advance(0.5)
+        return len(results) == 3
+
+    eventually(all_answered, interval=0.01)
+    for thread in threads:
+        thread.join(timeout=5)
+    assert all(isinstance(r, PMap) for r in results.values()), results
+    assert adapter.count() == 3
+
+
+def test_a_caller_that_gives_up_withdraws_its_queued_call(
+    make_gateway: Callable[..., AwsGateway], timers: FakeTimers
+) -> None:
+    adapter = FakeAdapter()
+    gateway = make_gateway(adapter, rules=parse_throttle_overrides(f"{ELB}:^Create=1:1"), default_timeout=0.2)
+    gateway.max_wait = 0.0  # give up after the first window
+    first = gateway.submit("elbv2", "CreateRule", {"Name": "first"})
+    eventually(lambda: adapter.count() == 1)
+    with pytest.raises(AwsApiError) as info:
+        gateway.call("elbv2", "CreateRule", {"Name": "abandoned"})
+    assert info.value.code == "GatewayUnavailable"
+    settled(gateway, queued=0)
+    timers.advance(5.0)
+    assert first.get(timeout=1) == {"Echo": {"Name": "first"}}
+    assert [params["Name"] for _, _, params in adapter.calls] == ["first"]
