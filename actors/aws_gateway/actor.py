@@ -4,12 +4,14 @@ Owns admission: every call comes in through the one mailbox, waits in the queue 
 set of rules it matches; all their buckets must grant) and is sent when tokens are there and one of the
 `max_in_flight` worker threads is free. A queue serves the oldest work first (the moment the caller's work
 began, `facade.work_began_at`; readiness polls before everything), so work under way finishes before new
-work starts. Classes take turns, so a class waiting for tokens never blocks another,
-and one slow call holds only one worker. Timers (never sleeps) wake the actor when tokens are due and when a
+work starts. Classes take turns, so a class waiting for tokens never blocks another, and one slow call holds
+only one worker. Timers (never sleeps) wake the actor when tokens are due and when a
 backoff ends. AWS answering "throttled" slows the class's buckets down (adaptive factor) and the call is
 retried; other retryable errors are retried with jittered exponential backoff; each retry goes through the
 buckets again. Identical reads still waiting to be sent are coalesced into one AWS call (a read already sent is
-never joined: its answer could predate the joining caller's own last write).
+never joined: its answer could predate the joining caller's own last write). A caller waiting long asks
+whether its call is still held (`StillHeld`); one that gives up withdraws it (`Withdraw`), and a call nobody
+waits for any more is dropped before it is sent and never retried.
 
 Answers are frozen once (`pyrsistent.freeze`, in the worker thread, not the actor's) and the same immutable
 PMap goes to every coalesced caller: no copy per caller, and no caller can change what another one sees.
@@ -380,9 +382,8 @@ class AwsGatewayActor(pykka.ThreadingActor):
                 self._totals.throttled += 1
                 for bucket in buckets:
                     bucket.record_throttled()
-            if (
-                error.retryable and item.attempts <= self._max_retries and item.waiters
-            ):  # someone still wants it
+            wanted = bool(item.waiters)  # every caller may have withdrawn while it was in flight
+            if error.retryable and item.attempts <= self._max_retries and wanted:
                 self._schedule_retry(item, error)
             else:
                 self._complete(item, message.http_status, error)
