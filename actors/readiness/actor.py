@@ -36,7 +36,7 @@ from actors.status import ActorStatus, StatusBoard
 from actors.timers import Cancellable, Timers
 from model.objects import KubeObject
 from model.readiness import ConditionDecision, condition_for, condition_patch
-from model.readiness_polling import PendingTarget, allot_poll_delays, next_poll_delay
+from model.readiness_polling import PendingTarget, allot_by_urgency, expecting_flip, next_poll_delay
 from model.targets import target_key
 from model.throttle import AwsApiError
 
@@ -213,26 +213,31 @@ class ReadinessActor(pykka.ThreadingActor):
         """(Re)arm the poll of one target group after the policy's delay, within the Describe budget; after
         a poll, counted from its start (`started`), so its call and patches do not stretch the cadence."""
         now = self._timers.now()
-        pending = [
-            PendingTarget(t.registered_at, b.interval_seconds, b.healthy_threshold)
-            for b in self._bindings.values()
-            if b.target_group_arn == tg_arn
-            for t in b.targets.values()
-        ]
+        pending: dict[str, list[PendingTarget]] = {}
+        for b in self._bindings.values():
+            pending.setdefault(b.target_group_arn, []).extend(
+                PendingTarget(t.registered_at, b.interval_seconds, b.healthy_threshold)
+                for t in b.targets.values()
+            )
+        wanted: dict[str, float] = {}
+        urgent: set[str] = set()
+        for arn, targets in pending.items():
+            wish = next_poll_delay(targets, now=now)
+            if wish is None:
+                continue
+            if arn == tg_arn and soon:
+                wish = min(wish, 0.2)
+            if arn == tg_arn and retry:
+                wish = max(wish, 1.0)
+            wanted[arn] = wish
+            if expecting_flip(targets, at=now + wish):
+                urgent.add(arn)
         current = self._timers_by_tg.pop(tg_arn, None)
-        delay = next_poll_delay(pending, now=now) if pending else None
-        if delay is None:
+        if tg_arn not in wanted:
             if current is not None:
                 current[1].cancel()
             return
-        if soon:
-            delay = min(delay, 0.2)
-        if retry:
-            delay = max(delay, 1.0)
-        active = {arn for b in self._bindings.values() for arn in [b.target_group_arn]}
-        delay = allot_poll_delays(
-            {arn: delay if arn == tg_arn else 1.0 for arn in active}, calls_per_second=self._budget
-        )[tg_arn]
+        delay = allot_by_urgency(wanted, urgent, calls_per_second=self._budget)[tg_arn]
         if started is not None:
             delay = max(0.0, delay - (now - started))
         if current is not None:

@@ -21,7 +21,14 @@ from model.readiness import (
     legacy_condition_type,
     pending_gated_targets,
 )
-from model.readiness_polling import PendingTarget, PollPolicy, allot_poll_delays, next_poll_delay
+from model.readiness_polling import (
+    PendingTarget,
+    PollPolicy,
+    allot_by_urgency,
+    allot_poll_delays,
+    expecting_flip,
+    next_poll_delay,
+)
 from model.targets import Target, TargetSource, make_selection
 from sandbox.kube.patch import apply_strategic_merge_patch
 
@@ -308,3 +315,26 @@ def test_patch_applies_as_a_strategic_merge_by_condition_type() -> None:
         cond("True", type_="ContainersReady"),
         {"type": CT, "status": "True", "lastTransitionTime": "2025-01-02T03:04:05Z"},
     ]
+
+
+def test_a_poll_expects_a_flip_from_just_before_the_window_to_its_end() -> None:
+    t = target(100.0)  # interval 15, threshold 2: earliest healthy at 130, window [129.5, 146)
+    assert not expecting_flip([t], at=128.9)
+    assert expecting_flip([t], at=129.0)  # the poll that opens the window
+    assert expecting_flip([t], at=145.9)
+    assert not expecting_flip([t], at=146.0)
+    assert expecting_flip([target(0.0), t], at=140.0)
+
+
+def test_groups_expecting_a_flip_are_served_first_and_the_others_never_starve() -> None:
+    wanted = {f"urgent-{i}": 0.5 for i in range(4)} | {f"idle-{i}": 0.5 for i in range(100)}
+    urgent = {k for k in wanted if k.startswith("urgent")}
+    allotted = allot_by_urgency(wanted, urgent, calls_per_second=10.0)
+    assert all(allotted[k] == 0.5 for k in urgent)  # 4 x 2/s fit in the 9/s before the reserve
+    assert sum(1 / d for d in allotted.values()) == pytest.approx(10.0)
+    assert allotted["idle-0"] == pytest.approx(100 / 2.0)  # the 2/s left, shared by 100 groups
+    crowded = allot_by_urgency({**wanted, **{f"urgent-{i}": 0.5 for i in range(20)}}, urgent | {
+        f"urgent-{i}" for i in range(20)}, calls_per_second=10.0)  # fmt: skip
+    assert crowded["urgent-0"] == pytest.approx(20 / 9.0)  # 9/s shared by 20 urgent groups
+    assert crowded["idle-0"] == pytest.approx(100 / 1.0)  # the reserve: 1/s
+    assert allot_by_urgency({"a": 2.0}, set(), calls_per_second=10.0) == {"a": 2.0}
