@@ -23,6 +23,8 @@ backend instances), and is installed once per process by `install(sim)`:
    IPs live there; moto matched the primary IP only). `private-ip-address` stays primary-only, as on AWS.
 10. DeleteLoadBalancer of a load balancer with `deletion_protection.enabled=true`: `OperationNotPermitted`
     (moto deleted it).
+11. DeleteSecurityGroup of a group a load balancer still uses, or another group's rule names: `DependencyViolation`
+    (moto deleted it, so a shared backend SG could vanish under a load balancer that still had it).
 
 moto has no locks; the sandbox's middleware serialises every call into moto, so these patches need none.
 """
@@ -32,7 +34,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from moto.ec2.exceptions import DependencyViolationError
 from moto.ec2.models.elastic_network_interfaces import NetworkInterface, NetworkInterfaceBackend
+from moto.ec2.models.security_groups import SecurityGroupBackend
 from moto.elbv2 import exceptions as elb_errors
 from moto.elbv2.models import ELBv2Backend, FakeAction, FakeHealthStatus, FakeTargetGroup, elbv2_backends
 from moto.shield.responses import ShieldResponse
@@ -56,6 +60,7 @@ def install(sim: TargetHealthSim) -> None:
     _ORIGINAL["create_target_group"] = ELBv2Backend.create_target_group
     _ORIGINAL["delete_target_group"] = ELBv2Backend.delete_target_group
     _ORIGINAL["delete_load_balancer"] = ELBv2Backend.delete_load_balancer
+    _ORIGINAL["delete_security_group"] = SecurityGroupBackend.delete_security_group
     _ORIGINAL["enis"] = NetworkInterfaceBackend.get_all_network_interfaces
     FakeTargetGroup.register = _register  # type: ignore[method-assign]
     FakeTargetGroup.deregister = _deregister  # type: ignore[method-assign]
@@ -69,6 +74,7 @@ def install(sim: TargetHealthSim) -> None:
     ELBv2Backend.set_rule_priorities = _set_rule_priorities  # type: ignore[method-assign]
     ELBv2Backend.delete_rule = _delete_rule  # type: ignore[method-assign]
     ELBv2Backend.delete_load_balancer = _delete_load_balancer  # type: ignore[method-assign]
+    SecurityGroupBackend.delete_security_group = _delete_security_group  # type: ignore[method-assign]
     ShieldResponse.get_subscription_state = _get_subscription_state  # type: ignore[attr-defined]
     NetworkInterfaceBackend.get_all_network_interfaces = _get_all_network_interfaces  # type: ignore[method-assign]
 
@@ -353,6 +359,25 @@ def _delete_load_balancer(self: ELBv2Backend, arn: str) -> None:
             f"Load balancer '{arn}' cannot be deleted because deletion protection is enabled",
         )
     _ORIGINAL["delete_load_balancer"](self, arn)
+
+
+def _delete_security_group(self: Any, name: str | None = None, group_id: str | None = None) -> None:
+    if group_id:
+        balancers = elbv2_backends[self.account_id][self.region_name].load_balancers.values()
+        users = [lb.name for lb in balancers if group_id in (lb.security_groups or ())]
+        users += [
+            other.id
+            for groups in self.groups.values()
+            for other in groups.values()
+            if other.id != group_id
+            for rule in [*other.ingress_rules, *other.egress_rules]
+            if (rule.source_group or {}).get("GroupId") == group_id
+        ]
+        if users:
+            raise DependencyViolationError(
+                f"resource {group_id} has a dependent object ({', '.join(users[:3])})"
+            )
+    _ORIGINAL["delete_security_group"](self, name=name, group_id=group_id)
 
 
 # -- 8.-9. shield and ENI filters ---------------------------------------------------------------------------

@@ -129,3 +129,20 @@ def test_deletion_protection_refuses_delete_load_balancer(elbv2: Any, fresh_aws:
     elbv2.modify_load_balancer_attributes(LoadBalancerArn=lb, Attributes=[{**protection, "Value": "false"}])
     elbv2.delete_load_balancer(LoadBalancerArn=lb)
     assert elbv2.describe_load_balancers()["LoadBalancers"] == []
+
+
+def test_a_security_group_in_use_cannot_be_deleted(elbv2: Any, fresh_aws: AwsSandbox) -> None:
+    ec2 = aws_client(fresh_aws, "ec2", max_attempts=1)
+    backend = ec2.create_security_group(GroupName="backend", Description="b", VpcId=fresh_aws.vpc_id)[
+        "GroupId"
+    ]
+    node = ec2.create_security_group(GroupName="node", Description="n", VpcId=fresh_aws.vpc_id)["GroupId"]
+    rule = {"IpProtocol": "tcp", "FromPort": 80, "ToPort": 80, "UserIdGroupPairs": [{"GroupId": backend}]}
+    ec2.authorize_security_group_ingress(GroupId=node, IpPermissions=[rule])
+    assert _error_code(ec2.delete_security_group, GroupId=backend) == "DependencyViolation"
+    ec2.revoke_security_group_ingress(GroupId=node, IpPermissions=[rule])
+    lb = _load_balancer(elbv2, fresh_aws, SecurityGroups=[backend])
+    assert _error_code(ec2.delete_security_group, GroupId=backend) == "DependencyViolation"
+    elbv2.delete_load_balancer(LoadBalancerArn=lb)
+    ec2.delete_security_group(GroupId=backend)
+    ec2.delete_security_group(GroupId=node)
