@@ -35,7 +35,7 @@ behind 10 target groups each has 100 groups pending at once; shared equally, 10 
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Collection, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -135,34 +135,17 @@ def expecting_flip(
 
 
 def allot_by_urgency(
-    wanted: Mapping[K, float],
-    urgent: Mapping[K, float],
-    *,
-    calls_per_second: float,
-    reserve: float = 0.1,
-    policy: PollPolicy = DEFAULT_POLICY,
+    wanted: Mapping[K, float], urgent: Collection[K], *, calls_per_second: float, reserve: float = 0.1
 ) -> dict[K, float]:
-    """The delay each target group may use. `urgent` maps the groups expecting a flip to their deadline (the
-    earliest moment one of their targets can be healthy): earliest deadline first, each gets the delay it wants
-    while the budget less a `reserve` share lasts, and urgent groups beyond share what is left equally. The
-    other groups share what the urgent ones leave, at least the reserve, so none starves. A wanted delay under
-    `policy.fast` counts as `fast` (one call now, then at most one per `fast`)."""
+    """`allot_poll_delays` for the `urgent` groups first, with the budget less a `reserve` share; the other
+    groups share what the urgent ones leave, and at least the reserve (no group starves)."""
     if not 0 <= reserve < 1:
         raise ValueError("reserve must be in [0, 1)")
+    first = {k: d for k, d in wanted.items() if k in urgent}
     rest = {k: d for k, d in wanted.items() if k not in urgent}
-    budget = calls_per_second * (1 - reserve if rest else 1)
-    allotted: dict[K, float] = {}
-    queue = sorted((k for k in wanted if k in urgent), key=lambda k: urgent[k])
-    while queue and 1.0 / max(wanted[queue[0]], policy.fast) <= budget:
-        key = queue.pop(0)
-        allotted[key] = wanted[key]
-        budget -= 1.0 / max(wanted[key], policy.fast)
-    if queue:
-        share = max(budget, calls_per_second * 0.01) / len(queue)
-        allotted.update({k: max(wanted[k], 1.0 / share) for k in queue})
-        budget = 0.0
+    allotted = allot_poll_delays(first, calls_per_second=calls_per_second * (1 - reserve if rest else 1))
+    used = sum(1.0 / d for d in allotted.values() if d > 0)
     if rest:
-        used = calls_per_second * (1 - reserve) - budget
         left = max(calls_per_second - used, calls_per_second * reserve)
         allotted.update(allot_poll_delays(rest, calls_per_second=left))
     return allotted

@@ -220,7 +220,7 @@ class ReadinessActor(pykka.ThreadingActor):
                 for t in b.targets.values()
             )
         wanted: dict[str, float] = {}
-        urgent: dict[str, float] = {}  # target group -> the earliest moment one of its targets can be healthy
+        urgent: set[str] = set()
         for arn, targets in pending.items():
             wish = next_poll_delay(targets, now=now)
             if wish is None:
@@ -231,7 +231,7 @@ class ReadinessActor(pykka.ThreadingActor):
                 wish = max(wish, 1.0)
             wanted[arn] = wish
             if expecting_flip(targets, at=now + wish):
-                urgent[arn] = min(t.earliest_healthy for t in targets)
+                urgent.add(arn)
         current = self._timers_by_tg.pop(tg_arn, None)
         if tg_arn not in wanted:
             if current is not None:
