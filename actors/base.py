@@ -21,7 +21,6 @@ kind's before all the others).
 
 from __future__ import annotations
 
-import math
 import queue
 import time
 import traceback
@@ -32,7 +31,7 @@ import pykka
 from loguru import logger
 from pyrsistent import PClass, field
 
-from actors.aws_gateway.facade import work_began_at
+from actors.aws_gateway.facade import URGENT, work_began_at
 from actors.errors import Outcome, PermanentError, RequeueAfter, classify
 from actors.metrics import ReconcileMetrics
 from actors.status import ActorState, ActorStatus, StatusBoard
@@ -194,7 +193,7 @@ class ReconcilingActor(pykka.ThreadingActor):
         error: Exception | None = None
         try:
             # Its AWS calls go ahead of reconciles begun later (of an urgent kind: ahead of every other kind's).
-            with work_began_at(-math.inf if self.urgent else time.monotonic()):
+            with work_began_at(URGENT if self.urgent else time.monotonic()):
                 self.reconcile(self.snapshot)
         except Exception as exc:
             error = exc

@@ -3,8 +3,8 @@
 Owns admission: every call comes in through the one mailbox, waits in the queue of its throttle class (the
 set of rules it matches; all their buckets must grant) and is sent when tokens are there and one of the
 `max_in_flight` worker threads is free. A queue serves the oldest work first (the moment the caller's work
-began, `facade.work_began_at`; readiness polls before everything), so work under way finishes before new
-work starts. Classes take turns, so a class waiting for tokens never blocks another, and one slow call holds
+began, `facade.work_began_at`; `facade.URGENT` work — readiness polls, target registration — before all),
+so work under way finishes before new work starts. Classes take turns, so a class waiting for tokens never blocks another, and one slow call holds
 only one worker. Timers (never sleeps) wake the actor when tokens are due and when a
 backoff ends. AWS answering "throttled" slows the class's buckets down (adaptive factor) and the call is
 retried; other retryable errors are retried with jittered exponential backoff; each retry goes through the
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import math
 import random
 import re
 import time
@@ -63,7 +62,6 @@ _log = logger.bind(component="aws_gateway")
 
 
 READ_PREFIXES = ("Describe", "Get", "List")
-PRIORITY_OPERATIONS = frozenset({"DescribeTargetHealth"})
 LEARNED_RATE = 10.0  # calls/s a learned bucket starts from (its adaptive factor then finds AWS's rate)
 LEARNED_BURST = 10
 
@@ -199,9 +197,7 @@ class AwsGatewayActor(pykka.ThreadingActor):
             class_key=class_key,
             coalesce_key=key,
             enqueued_at=self._timers.now(),
-            # Readiness polls jump the queue of their class: a pod waits on each of them, while a reconcile's
-            # reads only delay a reconcile.
-            priority=-math.inf if call.operation in PRIORITY_OPERATIONS else message.priority,
+            priority=message.priority,
             waiters=[message.reply_to],
         )
         self._enqueue(item)

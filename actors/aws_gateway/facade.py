@@ -9,6 +9,7 @@ as an `AwsApiError` (class temporary), so callers handle exactly one exception t
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
@@ -23,6 +24,9 @@ from model.throttle import AwsApiError, ErrorClass, next_page_params
 
 DEFAULT_TIMEOUT = 120.0
 MAX_WAIT = 3600.0
+
+#: The moment of work that goes ahead of every other in its throttle class (readiness polls, target registration).
+URGENT = -math.inf
 
 _work_began: ContextVar[float | None] = ContextVar("lbc_aws_work_began", default=None)
 

@@ -104,9 +104,7 @@ def observe_group_stack(
     listener_attributes: dict[str, list[dict[str, str]]] = {}
     lb_attributes: dict[str, list[dict[str, str]]] = {}
     tagged: list[str] = [*lb_arns, *tg_arns]
-    for lb in load_balancers:
-        if teardown:
-            break
+    for lb in () if teardown else load_balancers:
         arn = lb["LoadBalancerArn"]
         lb_attributes[arn] = _attributes(gateway, "DescribeLoadBalancerAttributes", "LoadBalancerArn", arn)
         listeners = _items(gateway, "elbv2", "DescribeListeners", {"LoadBalancerArn": arn}, "Listeners")

@@ -30,7 +30,7 @@ from loguru import logger
 from pyrsistent import PClass, PVector, freeze, thaw
 from pyrsistent import field as pfield
 
-from actors.aws_gateway.facade import AwsGateway
+from actors.aws_gateway.facade import URGENT, AwsGateway, work_began_at
 from actors.kube_writes import KubeWriter
 from actors.status import ActorStatus, StatusBoard
 from actors.timers import Cancellable, Timers
@@ -182,9 +182,12 @@ class ReadinessActor(pykka.ThreadingActor):
         started = self._timers.now()
         wanted = [{"Id": t.target_id, "Port": t.port} for t in targets.values()]
         try:
-            answer = self._gateway.call(
-                "elbv2", "DescribeTargetHealth", {"TargetGroupArn": tg_arn, "Targets": wanted}
-            )
+            with work_began_at(
+                URGENT
+            ):  # a pod waits on each poll; a reconcile's reads only delay a reconcile
+                answer = self._gateway.call(
+                    "elbv2", "DescribeTargetHealth", {"TargetGroupArn": tg_arn, "Targets": wanted}
+                )
         except AwsApiError as exc:
             if exc.code == "TargetGroupNotFound":
                 return  # the binding's actor reports it; nothing to poll

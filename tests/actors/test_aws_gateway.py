@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from pyrsistent import PMap
 
 from actors.aws_gateway import AwsApiError, AwsGateway, ErrorClass, start_gateway
-from actors.aws_gateway.facade import work_began_at
+from actors.aws_gateway.facade import URGENT, work_began_at
 from actors.timers import FakeTimers
 from model.throttle import parse_throttle_overrides
 from tests.support.wait import eventually
@@ -537,13 +537,14 @@ def test_a_burst_throttled_while_in_flight_teaches_one_bucket_only(
     assert [f.get(timeout=1) for f in futures] == [{"ok": True}] * 4
 
 
-def test_target_health_polls_jump_the_queue_of_their_class(
+def test_urgent_work_such_as_readiness_polls_jumps_the_queue_of_its_class(
     make_gateway: Callable[..., AwsGateway], timers: FakeTimers
 ) -> None:
     adapter = FakeAdapter()
     gateway = make_gateway(adapter, rules=parse_throttle_overrides(f"{ELB}:^Describe=1:1"), max_in_flight=1)
     reads = [gateway.submit("elbv2", "DescribeRules", {"ListenerArn": str(i)}) for i in range(5)]
-    poll = gateway.submit("elbv2", "DescribeTargetHealth", {"TargetGroupArn": "tg"})
+    with work_began_at(URGENT):  # as the ReadinessActor polls
+        poll = gateway.submit("elbv2", "DescribeTargetHealth", {"TargetGroupArn": "tg"})
     drive(timers, poll, step=1.0)
     assert poll.get(timeout=1)["Echo"]["TargetGroupArn"] == "tg"
     assert sum(done(f) for f in reads) <= 2  # the poll went ahead of the reads queued before it
