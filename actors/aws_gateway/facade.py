@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
@@ -25,8 +26,11 @@ from model.throttle import AwsApiError, ErrorClass, next_page_params
 DEFAULT_TIMEOUT = 120.0
 MAX_WAIT = 3600.0
 
-#: The moment of work that goes ahead of every other in its throttle class (readiness polls, target registration).
-URGENT = -math.inf
+#: Moments ahead of every real one, for work a pod waits on. A readiness poll is the last step before a gated pod
+#: turns Ready, one call, so it goes ahead even of urgent work such as a target group's reconcile (registration,
+#: the step before); with 100 target groups registering at once, their reads would otherwise hold the polls back.
+READINESS_POLL = -math.inf
+URGENT = -sys.float_info.max
 
 _work_began: ContextVar[float | None] = ContextVar("lbc_aws_work_began", default=None)
 

@@ -126,6 +126,8 @@ class TargetGroupActor(ReconcilingActor):
         to_register, to_deregister = diff_targets(desired, registered)
         if to_register or to_deregister:  # as upstream: a half-applied change must never look checkpointed
             self._deps.writer.set_annotations(binding, {ANNOTATION_CHECKPOINT: None})
+        if pending:
+            self._health_check_timing(tg_arn)  # read now, so that the TrackBinding follows the registration
         self._change("DeregisterTargets", tg_arn, to_deregister)
         self._change("RegisterTargets", tg_arn, to_register)
         registered_at = self._timers.now()  # ELB's health checks start no earlier (the call may have queued)
@@ -133,12 +135,12 @@ class TargetGroupActor(ReconcilingActor):
             self._registered_at[target.key] = registered_at
         for key in self._registered_at.keys() - {target.key for target in desired}:
             del self._registered_at[key]  # gone from the target group: forget it (pod churn must not leak)
+        self._track(binding, tg_arn, pending, now)  # the pods' flip window opens from the registration on
         self._deps.writer.set_annotations(
             binding, {ANNOTATION_CHECKPOINT: marker, ANNOTATION_CHECKPOINT_TIMESTAMP: str(int(time.time()))}
         )
         if not unchanged:
             self._full_sync_due = now + FULL_SYNC_SECONDS + random.uniform(0, FULL_SYNC_JITTER_SECONDS)
-        self._track(binding, tg_arn, pending, now)
         self._summary.update(
             {
                 "targetGroupARN": tg_arn,

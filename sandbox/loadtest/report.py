@@ -166,6 +166,7 @@ def build_report(test: LoadTest, *, command: str, started: datetime) -> dict[str
             **_stats(flips),
             "unmeasured": phases["churn"].extra.get("readiness_unmeasured", 0) if "churn" in phases else 0,
             "how": "per readiness gate of the churn's new pods: seen True minus the sandbox's healthy_at",
+            "timeline": phases["churn"].extra.get("readiness_timeline", []) if "churn" in phases else [],
         },
         "event_to_first_call_s": {**_stats(first_calls), "how": EVENT_TO_CALL_HOW},
         "controller_rss_mib": {"peak_sampled": _round(peak, 1), "peak_vmhwm": _round(hwm, 1)},

@@ -230,7 +230,8 @@ class LoadTest:
 
     def _readiness_flips(self, phase: Phase) -> None:
         """Per readiness gate of the churn's new pods: seconds from the moment the sandbox made the target
-        healthy to the moment the gate condition was seen True."""
+        healthy to the moment the gate condition was seen True; and the timeline of both, from the churn's
+        start (which gates waited, and for what)."""
         bindings = self.custom.list_namespaced_custom_object(
             "elbv2.k8s.aws", "v1beta1", self.w.namespace, "targetgroupbindings"
         )["items"]
@@ -240,6 +241,7 @@ class LoadTest:
         for page in elbv2.get_paginator("describe_target_groups").paginate():
             groups.update({tg["TargetGroupArn"]: tg for tg in page["TargetGroups"]})
         delays: list[float] = []
+        timeline: list[dict[str, Any]] = []
         unknown = 0
         for name, pod in self.pods.snapshot().items():
             if name in self.setup_pods or pod.deleted:
@@ -252,7 +254,11 @@ class LoadTest:
                     unknown += 1
                     continue
                 delays.append(seen - healthy)
+                timeline.append({"pod": name, "gate": gate.removeprefix(READINESS_CONDITION_PREFIX),
+                                 "healthy_s": round(healthy - phase.began, 3),
+                                 "true_s": round(seen - phase.began, 3)})  # fmt: skip
         phase.extra["readiness_flips"] = delays
+        phase.extra["readiness_timeline"] = sorted(timeline, key=lambda g: g["healthy_s"])
         phase.extra["readiness_unmeasured"] = unknown
 
     def _delete(self) -> None:

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from pyrsistent import PMap
 
 from actors.aws_gateway import AwsApiError, AwsGateway, ErrorClass, start_gateway
-from actors.aws_gateway.facade import URGENT, work_began_at
+from actors.aws_gateway.facade import READINESS_POLL, URGENT, work_began_at
 from actors.timers import FakeTimers
 from model.throttle import parse_throttle_overrides
 from tests.support.wait import eventually
@@ -543,11 +543,17 @@ def test_urgent_work_such_as_readiness_polls_jumps_the_queue_of_its_class(
     adapter = FakeAdapter()
     gateway = make_gateway(adapter, rules=parse_throttle_overrides(f"{ELB}:^Describe=1:1"), max_in_flight=1)
     reads = [gateway.submit("elbv2", "DescribeRules", {"ListenerArn": str(i)}) for i in range(5)]
-    with work_began_at(URGENT):  # as the ReadinessActor polls
-        poll = gateway.submit("elbv2", "DescribeTargetHealth", {"TargetGroupArn": "tg"})
+    with work_began_at(URGENT):  # as a TargetGroupActor reconciles
+        registrations = [
+            gateway.submit("elbv2", "DescribeTargetHealth", {"TargetGroupArn": f"tg-{i}"}) for i in range(3)
+        ]
+    with work_began_at(READINESS_POLL):  # as the ReadinessActor polls
+        poll = gateway.submit("elbv2", "DescribeTargetHealth", {"TargetGroupArn": "tg", "Targets": []})
     drive(timers, poll, step=1.0)
     assert poll.get(timeout=1)["Echo"]["TargetGroupArn"] == "tg"
-    assert sum(done(f) for f in reads) <= 2  # the poll went ahead of the reads queued before it
+    assert sum(done(f) for f in reads + registrations) <= 2  # the poll went ahead of the calls queued before
+    drive(timers, *registrations, step=1.0)
+    assert sum(done(f) for f in reads) <= 2  # the urgent reads went ahead of the others
     drive(timers, *reads, step=1.0)
 
 

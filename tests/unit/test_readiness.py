@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,12 +23,14 @@ from model.readiness import (
     pending_gated_targets,
 )
 from model.readiness_polling import (
+    BURST_SECONDS,
+    GroupPolls,
     PendingTarget,
+    PollBudget,
+    PollPlan,
     PollPolicy,
-    allot_by_urgency,
-    allot_poll_delays,
-    expecting_flip,
-    next_poll_delay,
+    choose_polls,
+    poll_due_at,
 )
 from model.targets import Target, TargetSource, make_selection
 from sandbox.kube.patch import apply_strategic_merge_patch
@@ -229,8 +232,21 @@ def target(registered_at: float = 100.0, interval: float = 15.0, threshold: int 
     return PendingTarget(registered_at=registered_at, interval_seconds=interval, healthy_threshold=threshold)
 
 
+def next_poll_delay(
+    pending: list[PendingTarget], *, now: float, policy: PollPolicy = PollPolicy()
+) -> float | None:
+    """Seconds from a poll at `now` to the next one the group wants."""
+    due = poll_due_at(GroupPolls(tuple(pending), last_poll=now), policy)
+    return None if due is None else due - now
+
+
 def test_no_polling_when_nothing_is_pending() -> None:
     assert next_poll_delay([], now=5.0) is None
+
+
+def test_a_group_never_polled_is_due_at_once_and_a_failed_one_waits() -> None:
+    assert poll_due_at(GroupPolls((target(100.0), target(90.0)))) == 90.0
+    assert poll_due_at(GroupPolls((target(100.0),), last_poll=100.0, not_before=101.0)) == 101.0
 
 
 def test_schedule_of_one_target() -> None:
@@ -284,24 +300,6 @@ def test_flip_within_the_fast_cadence_in_the_expected_window(healthy_at: float) 
     assert calls <= 6 + (healthy_at - 29.5) / 0.5 + 1
 
 
-def test_allot_poll_delays_within_budget_is_unchanged() -> None:
-    assert allot_poll_delays({"a": 0.5, "b": 15.0}, calls_per_second=10.0) == {"a": 0.5, "b": 15.0}
-    assert allot_poll_delays({}, calls_per_second=1.0) == {}
-
-
-def test_allot_poll_delays_shares_fairly() -> None:
-    wanted = {"a": 0.5, "b": 0.5, "c": 0.5, "d": 10.0}  # 6.1 calls/s wanted
-    allotted = allot_poll_delays(wanted, calls_per_second=4.0)
-    assert allotted["d"] == 10.0  # asks less than a share: keeps it
-    assert allotted["a"] == allotted["b"] == allotted["c"] == pytest.approx(3 / 3.9)
-    assert sum(1 / d for d in allotted.values()) == pytest.approx(4.0)
-    assert all(allotted[k] >= wanted[k] for k in wanted)
-    now_please = allot_poll_delays({"x": 0.0, "y": 0.0}, calls_per_second=2.0)
-    assert now_please == {"x": 1.0, "y": 1.0}
-    with pytest.raises(ValueError, match="positive"):
-        allot_poll_delays({"x": 1.0}, calls_per_second=0)
-
-
 def test_patch_applies_as_a_strategic_merge_by_condition_type() -> None:
     conditions = [
         cond("True", type_="ContainersReady"),
@@ -317,24 +315,104 @@ def test_patch_applies_as_a_strategic_merge_by_condition_type() -> None:
     ]
 
 
-def test_a_poll_expects_a_flip_from_just_before_the_window_to_its_end() -> None:
-    t = target(100.0)  # interval 15, threshold 2: earliest healthy at 130, window [129.5, 146)
-    assert not expecting_flip([t], at=128.9)
-    assert expecting_flip([t], at=129.0)  # the poll that opens the window
-    assert expecting_flip([t], at=145.9)
-    assert not expecting_flip([t], at=146.0)
-    assert expecting_flip([target(0.0), t], at=140.0)
+# -- the scheduler ------------------------------------------------------------------------------------------
+def test_choose_polls_leaves_out_groups_under_way_or_not_due() -> None:
+    groups = {
+        "busy": GroupPolls((target(100.0),), last_poll=100.0, in_flight=True),
+        "later": GroupPolls((target(100.0),), last_poll=101.0),  # waiting: next poll at 116
+        "new": GroupPolls((target(101.5),)),
+    }
+    plan = choose_polls(groups, now=102.0, slots=4)
+    assert plan.chosen == ("new",)
+    assert (plan.others, plan.left_urgent, plan.left_others, plan.next_due_at) == (1, 0, 0, 116.0)
+    assert choose_polls({}, now=1.0, slots=4) == PollPlan((), 0, 0, 0, None)
+    crowded = choose_polls(groups | {"new2": GroupPolls((target(101.0),))}, now=102.0, slots=1)
+    assert (crowded.chosen, crowded.left_others) == (("new2",), 1)  # the older due first when none is urgent
 
 
-def test_groups_expecting_a_flip_are_served_first_and_the_others_never_starve() -> None:
-    wanted = {f"urgent-{i}": 0.5 for i in range(4)} | {f"idle-{i}": 0.5 for i in range(100)}
-    urgent = {k for k in wanted if k.startswith("urgent")}
-    allotted = allot_by_urgency(wanted, urgent, calls_per_second=10.0)
-    assert all(allotted[k] == 0.5 for k in urgent)  # 4 x 2/s fit in the 9/s before the reserve
-    assert sum(1 / d for d in allotted.values()) == pytest.approx(10.0)
-    assert allotted["idle-0"] == pytest.approx(100 / 2.0)  # the 2/s left, shared by 100 groups
-    crowded = allot_by_urgency({**wanted, **{f"urgent-{i}": 0.5 for i in range(20)}}, urgent | {
-        f"urgent-{i}" for i in range(20)}, calls_per_second=10.0)  # fmt: skip
-    assert crowded["urgent-0"] == pytest.approx(20 / 9.0)  # 9/s shared by 20 urgent groups
-    assert crowded["idle-0"] == pytest.approx(100 / 1.0)  # the reserve: 1/s
-    assert allot_by_urgency({"a": 2.0}, set(), calls_per_second=10.0) == {"a": 2.0}
+def test_flip_windows_first_the_one_unobserved_longest_first() -> None:
+    # interval 15, threshold 2: registered at 100 -> earliest healthy 130, window [129.5, 146)
+    groups = {
+        "refresh": GroupPolls((target(139.0),)),  # just registered, never polled: due since 139
+        "polled-recently": GroupPolls((target(100.0),), last_poll=139.4),
+        "polled-long-ago": GroupPolls((target(100.0),), last_poll=135.0),
+        "flip-since-138": GroupPolls((target(108.0),), last_poll=120.0),
+        "opening": GroupPolls((target(110.2),), last_poll=120.0),  # earliest 140.2: not urgent yet
+    }
+    plan = choose_polls(groups, now=140.0, slots=10)
+    assert plan.chosen == ("polled-long-ago", "flip-since-138", "polled-recently", "opening", "refresh")
+    assert choose_polls(groups, now=140.0, slots=2).chosen == ("polled-long-ago", "flip-since-138")
+    reserved = choose_polls(groups, now=140.0, slots=10, spare=1)  # tokens kept back for urgent polls
+    assert reserved.chosen == ("polled-long-ago", "flip-since-138", "polled-recently", "opening")
+    assert (reserved.others, reserved.left_urgent, reserved.left_others) == (1, 0, 1)
+
+
+def test_the_budget_saves_up_for_urgent_polls_and_caps_the_others() -> None:
+    clock = [140.0]
+    budget = PollBudget(10.0, lambda: clock[0])  # 20 saved up; others: 2/s, and only above 10 in the bank
+    groups = {f"u{i}": GroupPolls((target(100.0),), last_poll=120.0) for i in range(30)}  # in the window
+    groups |= {f"o{i}": GroupPolls((target(139.0),)) for i in range(30)}  # just registered
+
+    def poll(free: int = 100) -> tuple[PollPlan[str], float | None]:
+        plan, wake = budget.plan(groups, free=free)
+        for key in plan.chosen:
+            del groups[key]  # polled and flipped
+        return plan, wake
+
+    plan, wake = poll()
+    assert (len(plan.chosen), plan.others, plan.left_urgent) == (20, 0, 10)  # the bank, all urgent
+    assert wake == pytest.approx(140.1)  # urgent polls are left: the next token
+    clock[0] = 141.0
+    plan, wake = poll()
+    assert (len(plan.chosen), plan.others, plan.left_urgent) == (10, 0, 0)
+    assert wake == pytest.approx(142.1)  # the others wait until the bank holds more than the reserve
+    clock[0] = 143.0  # 20 in the bank, nothing urgent left
+    plan, wake = poll()
+    assert plan.others == 2  # what their own bucket holds
+    assert wake == pytest.approx(143.5)
+    clock[0] = 143.5
+    assert poll(free=0)[0].chosen == ()  # no poll thread free: nothing, whatever the tokens
+
+
+def simulate_rollout(groups: int = 100, rate: float = 10.0) -> tuple[list[float], int, float]:
+    """The load test's churn, in simulated time: 10 pods behind 10 target groups each register in `groups`
+    target groups at RegisterTargets' pace (a burst of 20, then 4/s); ELB reports each healthy 3 s later
+    (interval 1.5 s, threshold 2, as the sandbox at time scale 10). The poller learns of a registration 40 ms
+    after ELB (the call's answer), plans every 10 ms with the poller's budget at `rate` calls/s and 4 poll
+    threads; a poll sees ELB's state 50 ms after it starts and flips the pod 50 ms later.
+    Returns the flip delays after healthy, the polls spent and the time it all took."""
+    interval, threshold, learn, call, patch, step = 1.5, 2, 0.04, 0.05, 0.05, 0.01
+    registered = [i * 0.05 if i < 20 else 1.0 + (i - 19) / 4.0 for i in range(groups)]
+    healthy = [r + interval * threshold for r in registered]
+    clock = [0.0]
+    budget = PollBudget(rate, lambda: clock[0])
+    state: dict[int, GroupPolls] = {}
+    running: list[tuple[float, int, float]] = []  # (ends at, group, started at)
+    flipped: dict[int, float] = {}
+    polls = 0
+    while len(flipped) < groups and clock[0] < 300:
+        now = clock[0]
+        for ends, key, started in [r for r in running if r[0] <= now]:
+            running.remove((ends, key, started))
+            if started + call >= healthy[key]:
+                flipped[key] = ends
+                del state[key]
+            else:
+                state[key] = replace(state[key], in_flight=False)
+        for key in range(groups):
+            if key not in state and key not in flipped and registered[key] + learn <= now:
+                state[key] = GroupPolls((PendingTarget(registered[key] + learn, interval, threshold),))
+        plan, _ = budget.plan(state, free=4 - len(running))
+        for key in plan.chosen:
+            polls += 1
+            state[key] = replace(state[key], last_poll=now, in_flight=True)
+            running.append((now + call + patch, key, now))
+        clock[0] = round(now + step, 6)
+    return sorted(flipped[k] - healthy[k] for k in flipped), polls, clock[0]
+
+
+def test_a_rollout_behind_100_target_groups_flips_within_a_second_on_10_calls_per_second() -> None:
+    delays, polls, took = simulate_rollout()
+    assert len(delays) == 100
+    assert delays[98] <= 0.5  # p99 (nearest rank)
+    assert polls <= 10.0 * (took + BURST_SECONDS)  # never beyond the budget and its burst
