@@ -107,6 +107,7 @@ class IngressGroupActor(ReconcilingActor):
             planned.plan,
             gateway=self._deps.gateway,
             writer=writer,
+            facts=self._deps.facts,
             stack_id=self.key,
             skip_deletes=planned.skip_deletes,
         )
