@@ -16,7 +16,6 @@ from pyrsistent import thaw
 
 from actors.aws_gateway.facade import AwsGateway
 from actors.errors import RequeueAfter
-from actors.facts import AwsFacts, described_health_check
 from actors.kube_writes import KubeWriter
 from model.constants import LB_ATTRIBUTE_DELETION_PROTECTION, TAG_K8S_CLUSTER
 from model.plan import KIND_BINDING, SERVICE_BY_KIND, Plan, Step, created_id, resolve_refs
@@ -46,13 +45,7 @@ class Applied:
 
 
 def apply_plan(
-    plan: Plan,
-    *,
-    gateway: AwsGateway,
-    writer: KubeWriter,
-    facts: AwsFacts,
-    stack_id: str,
-    skip_deletes: bool = False,
+    plan: Plan, *, gateway: AwsGateway, writer: KubeWriter, stack_id: str, skip_deletes: bool = False
 ) -> Applied:
     """Run every step of `plan` in order. `skip_deletes` keeps whatever would be deleted (used while a member
     is invalid and its last good state is unknown: nothing of it may be lost)."""
@@ -71,9 +64,6 @@ def apply_plan(
         response = _call(gateway, step, params)
         applied.aws_calls += 1
         new_id = created_id(step, response) if response is not None else None
-        if response is not None and step.operation in ("CreateTargetGroup", "ModifyTargetGroup"):
-            for group in response.get("TargetGroups") or ():
-                facts.note_health_check(group["TargetGroupArn"], *described_health_check(group))
         if new_id:
             applied.ids[step.resource_id] = new_id
         log.bind(step=step.summary).info("applied")

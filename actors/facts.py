@@ -1,7 +1,7 @@
 """Facts about the AWS account that many actors need, read through the gateway and cached for everyone.
 
 Subnets, route tables, availability zones, ACM certificates, the shared backend security group, target group
-ARNs by name, target groups' health-check timing and WAFv2 ACL ARNs by name change rarely and are the same for every IngressGroup; reading them once
+ARNs by name and WAFv2 ACL ARNs by name change rarely and are the same for every IngressGroup; reading them once
 per reconcile per group would multiply AWS calls by the number of groups. `AwsFacts` keeps each answer for a
 time-to-live (upstream's cache durations where it has them) and is shared by all actors (thread-safe; a value
 being fetched by one actor is awaited, not fetched again, by another).
@@ -36,7 +36,6 @@ CERTIFICATE_DETAIL_TTL = 3600.0  # upstream: 5 min (imported) .. 10 h (Amazon-is
 NAMES_TTL = 1200.0  # upstream: target group names 20 min
 WAF_TTL = 3600.0
 SHIELD_TTL = 7200.0
-HEALTH_CHECK_TTL = 3600.0  # changed by our own Create/ModifyTargetGroup, whose answers are noted at once
 BACKEND_SG_TTL = 600.0  # deleted out of band (or released): found or made again within minutes
 BACKEND_SG_DESCRIPTION = "[k8s] Shared Backend SecurityGroup for LoadBalancer"
 
@@ -147,27 +146,6 @@ class AwsFacts:
 
         return self._cached(("target-group-arn", name), NAMES_TTL, fetch)
 
-    # -- target groups -----------------------------------------------------------------------------------
-    def note_health_check(self, tg_arn: str, interval_seconds: float, healthy_threshold: int) -> None:
-        """Remember a target group's health-check timing seen in an answer (an IngressGroup's observe, its creates
-        and modifies), so that a TargetGroupActor needing it makes no call of its own."""
-        with self._lock:
-            entry = self._entries.setdefault(("health-check", tg_arn), _Entry())
-        with entry.lock:
-            entry.value = (float(interval_seconds), int(healthy_threshold))
-            entry.expires = self._clock() + HEALTH_CHECK_TTL
-
-    def health_check_timing(self, tg_arn: str) -> tuple[float, int]:
-        """(HealthCheckIntervalSeconds, HealthyThresholdCount) of a target group (upstream's defaults when it is
-        not found)."""
-
-        def fetch() -> tuple[float, int] | None:
-            answer = self._gateway.call("elbv2", "DescribeTargetGroups", {"TargetGroupArns": [tg_arn]})
-            groups = answer.get("TargetGroups") or ()
-            return described_health_check(groups[0]) if groups else None
-
-        return self._cached(("health-check", tg_arn), HEALTH_CHECK_TTL, fetch) or described_health_check({})
-
     def web_acl_arn(self, name: str) -> str:
         def fetch() -> str:
             for page in self._gateway.paginate("wafv2", "ListWebACLs", {"Scope": "REGIONAL"}):
@@ -249,8 +227,3 @@ class AwsFacts:
         group_id = str(answer["GroupId"])
         log.bind(group_id=group_id).info("created backend security group")
         return group_id
-
-
-def described_health_check(group: Mapping[str, Any]) -> tuple[float, int]:
-    """The health-check timing in a DescribeTargetGroups item."""
-    return float(group.get("HealthCheckIntervalSeconds") or 15), int(group.get("HealthyThresholdCount") or 2)

@@ -107,7 +107,6 @@ class IngressGroupActor(ReconcilingActor):
             planned.plan,
             gateway=self._deps.gateway,
             writer=writer,
-            facts=self._deps.facts,
             stack_id=self.key,
             skip_deletes=planned.skip_deletes,
         )

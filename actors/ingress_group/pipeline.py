@@ -141,10 +141,6 @@ class GroupPlanner:
             bindings=self._bindings(snapshot, group_key),
             teardown=not members.active,
         )
-        for tg in observed.stack.target_groups:  # for the TargetGroupActors' readiness polls
-            self._facts.note_health_check(
-                tg.arn, tg.health_check.interval_seconds, tg.health_check.healthy_threshold
-            )
         build: BuildResult | None = None
         desired = Stack(stack_id=group_key)
         if members.active:

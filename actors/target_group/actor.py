@@ -71,6 +71,7 @@ class TargetGroupActor(ReconcilingActor):
         super().__init__(**kwargs)
         self._deps = deps
         self._full_sync_due: float | None = None  # monotonic; set at the first reconcile
+        self._health_check: tuple[str, float, int] = ("", 15.0, 2)  # (tg arn, interval, healthy threshold)
         self._registered_at: dict[str, float] = {}  # target key -> when we registered it (monotonic)
         self._summary: dict[str, Any] = {}
 
@@ -125,10 +126,8 @@ class TargetGroupActor(ReconcilingActor):
         to_register, to_deregister = diff_targets(desired, registered)
         if to_register or to_deregister:  # as upstream: a half-applied change must never look checkpointed
             self._deps.writer.set_annotations(binding, {ANNOTATION_CHECKPOINT: None})
-        if (
-            pending
-        ):  # known already, as a rule (the IngressGroup noted it); else read now, before registering,
-            self._deps.facts.health_check_timing(tg_arn)  # so that the TrackBinding follows the registration
+        if pending:
+            self._health_check_timing(tg_arn)  # read now, so that the TrackBinding follows the registration
         self._change("DeregisterTargets", tg_arn, to_deregister)
         self._change("RegisterTargets", tg_arn, to_register)
         registered_at = self._timers.now()  # ELB's health checks start no earlier (the call may have queued)
@@ -193,9 +192,20 @@ class TargetGroupActor(ReconcilingActor):
                 "elbv2", operation, {"TargetGroupArn": tg_arn, "Targets": [t.description() for t in chunk]}
             )
 
+    def _health_check_timing(self, tg_arn: str) -> tuple[float, int]:
+        cached_arn, interval, threshold = self._health_check
+        if cached_arn != tg_arn:
+            answer = self._deps.gateway.call("elbv2", "DescribeTargetGroups", {"TargetGroupArns": [tg_arn]})
+            groups = answer.get("TargetGroups") or ()
+            if groups:
+                interval = float(groups[0].get("HealthCheckIntervalSeconds") or 15)
+                threshold = int(groups[0].get("HealthyThresholdCount") or 2)
+            self._health_check = (tg_arn, interval, threshold)
+        return interval, threshold
+
     # -- readiness ------------------------------------------------------------------------------------------------
     def _track(self, binding: KubeObject, tg_arn: str, pending: tuple[Any, ...], now: float) -> None:
-        interval, threshold = self._deps.facts.health_check_timing(tg_arn) if pending else (15.0, 2)
+        interval, threshold = self._health_check_timing(tg_arn) if pending else (15.0, 2)
         scale = self._deps.settings.health_check_time_scale
         targets = pvector(
             TrackedTarget(
