@@ -3,10 +3,10 @@
 Owns admission: every call comes in through the one mailbox, waits in the queue of its throttle class (the
 set of rules it matches; all their buckets must grant) and is sent when tokens are there and one of the
 `max_in_flight` worker threads is free. A queue serves the oldest work first (the moment the caller's work
-began, `facade.work_began_at`; readiness polls, then `facade.URGENT` work such as target registration, before all),
-so work under way finishes before new work starts. Classes take turns, so a class waiting for tokens never blocks another, and one slow call holds
-only one worker. Timers (never sleeps) wake the actor when tokens are due and when a
-backoff ends. AWS answering "throttled" slows the class's buckets down (adaptive factor) and the call is
+began, `facade.work_began_at`; readiness polls, then `facade.URGENT` work such as target registration, before
+all), so work under way finishes before new work starts. Classes take turns, so a class waiting for tokens never
+blocks another, and one slow call holds only one worker. Timers (never sleeps) wake the actor when tokens are due
+and when a backoff ends. AWS answering "throttled" slows the class's buckets down (adaptive factor) and the call is
 retried; other retryable errors are retried with jittered exponential backoff; each retry goes through the
 buckets again. Identical reads still waiting to be sent are coalesced into one AWS call (a read already sent is
 never joined: its answer could predate the joining caller's own last write). A caller waiting long asks

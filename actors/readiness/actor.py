@@ -41,7 +41,7 @@ from actors.status import ActorStatus, StatusBoard
 from actors.timers import Cancellable, Timers
 from model.objects import KubeObject
 from model.readiness import ConditionDecision, condition_for, condition_patch
-from model.readiness_polling import GroupPolls, PendingTarget, PollBudget, poll_due_at
+from model.readiness_polling import GroupPolls, PendingTarget, PollBudget
 from model.targets import target_key
 from model.throttle import AwsApiError
 
@@ -204,11 +204,9 @@ class ReadinessActor(pykka.ThreadingActor):
                 )
             binding.targets[key] = target
         self._bindings[message.binding_key] = binding
-        self._log.bind(
-            binding=message.binding_key,
-            pending=len(binding.targets),
-            new=len(binding.targets.keys() - (old.targets.keys() if old is not None else set())),
-        ).debug("readiness binding tracked")
+        self._log.bind(binding=message.binding_key, pending=len(binding.targets)).debug(
+            "readiness binding tracked"
+        )
 
     def _release(self, message: ReleaseBinding) -> None:
         self._bindings.pop(message.binding_key, None)
@@ -248,7 +246,8 @@ class ReadinessActor(pykka.ThreadingActor):
 
     # -- scheduling -------------------------------------------------------------------------------------------
     def _groups(self) -> dict[str, GroupPolls]:
-        """Every target group with something pending (or a poll under way), as the scheduler sees it."""
+        """Every target group with something pending, as the scheduler sees it; the poll history of groups with
+        nothing pending and no poll under way is forgotten."""
         pending: dict[str, list[PendingTarget]] = {}
         for b in self._bindings.values():
             if b.targets:
@@ -274,9 +273,7 @@ class ReadinessActor(pykka.ThreadingActor):
         plan, wake = self._budget.plan(groups, free=free)
         for arn in plan.chosen:
             self._start_poll(arn, now)
-            self._log.bind(target_group=arn, late=round(now - (poll_due_at(groups[arn]) or now), 3)).debug(
-                "readiness poll started"
-            )
+            self._log.bind(target_group=arn).debug("readiness poll started")
         self._arm(wake)
 
     def _arm(self, at: float | None) -> None:
@@ -394,25 +391,20 @@ class ReadinessActor(pykka.ThreadingActor):
         return _with_condition(pod, patch["status"]["conditions"][0]), patched
 
     def _publish(self) -> None:
-        now = self._timers.now()
-        groups = self._groups()
+        pending = sum(len(b.targets) for b in self._bindings.values())
         status = ActorStatus(
             kind=READINESS_ACTOR,
             key="",
-            state="waiting" if groups else "idle",
+            state="waiting" if pending else "idle",
             details=(
                 ("bindings", len(self._bindings)),
-                ("pending_targets", sum(len(g.pending) for g in groups.values())),
+                ("pending_targets", pending),
                 ("polls", self._polls),
-                ("polls_under_way", sum(1 for g in groups.values() if g.in_flight)),
+                ("polls_under_way", sum(1 for polls in self._polls_by_tg.values() if polls.in_flight)),
                 ("conditions_flipped_true", self._flipped),
                 (
-                    "next_polls",
-                    {
-                        arn: round(max(0.0, due - now), 3)
-                        for arn, group in groups.items()
-                        if (due := poll_due_at(group)) is not None and not group.in_flight
-                    },
+                    "next_plan_in",
+                    None if self._timer is None else round(self._timer[0] - self._timers.now(), 3),
                 ),
             ),
         )
